@@ -433,7 +433,11 @@ class MsClipPreTrainedModel(PreTrainedModel):
                 init.zeros_(proj.bias)
             init.trunc_normal_(module.out_proj.weight, std=std)
             init.zeros_(module.out_proj.bias)
-        elif isinstance(module, (nn.Linear, nn.Conv2d)):
+        elif isinstance(module, nn.Conv2d):
+            # He init as in ResNets: the released 0.02 std shrinks the image signal to ~1e-6 through the stem when
+            # BatchNorm runs on its initial statistics (an untrained model in eval mode would ignore its input)
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.Linear):
             init.trunc_normal_(module.weight, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)

@@ -1,0 +1,178 @@
+"""The common model checks, run for every registered family, configuration and public model class."""
+
+import copy
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors import safe_open
+from transformers import AutoConfig, AutoModel
+
+from .harness import Case, base_cases, cases
+
+CASES = cases()
+BASE = base_cases()
+
+
+def _build(case: Case, attn: str = "eager", seed: int = 0, **overrides):
+    torch.manual_seed(seed)
+    config = case.config(**overrides)
+    config._attn_implementation = attn
+    return case.model_class(config).eval(), config
+
+
+@pytest.mark.parametrize("case", BASE, ids=[c.id for c in BASE])
+def test_config_round_trip(case: Case, tmp_path):
+    config = case.config()
+    config.save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert type(loaded) is type(config)
+    assert loaded.to_dict() == config.to_dict()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_save_load_safetensors_equal(case: Case, tmp_path):
+    model, config = _build(case)
+    inputs = case.inputs(config)
+    with torch.no_grad():
+        before = case.tester.main_output(case.model_class, model(**inputs))
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    loaded = case.model_class.from_pretrained(tmp_path, attn_implementation="eager").eval()
+    with torch.no_grad():
+        after = case.tester.main_output(case.model_class, loaded(**inputs))
+    torch.testing.assert_close(after, before, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("case", BASE, ids=[c.id for c in BASE])
+def test_auto_model_loads_base_class(case: Case, tmp_path):
+    model, _ = _build(case)
+    model.save_pretrained(tmp_path)
+    assert type(AutoModel.from_pretrained(tmp_path)) is case.model_class
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_eager_matches_sdpa(case: Case):
+    eager, config = _build(case, "eager")
+    sdpa = copy.deepcopy(eager)
+    sdpa.set_attn_implementation("sdpa")
+    inputs = case.inputs(config)
+    with torch.no_grad():
+        a = case.tester.main_output(case.model_class, eager(**inputs))
+        b = case.tester.main_output(case.model_class, sdpa(**inputs))
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_gradient_checkpointing_gives_same_gradients(case: Case):
+    plain, config = _build(case)
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.activation_checkpointing_enable()
+    assert checkpointed.is_gradient_checkpointing
+    inputs = case.inputs(config)
+    grads = []
+    for model in (plain, checkpointed):
+        model.train()
+        model.zero_grad()
+        case.tester.main_output(case.model_class, model(**inputs)).pow(2).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_hidden_states_and_attentions(case: Case):
+    model, config = _build(case)
+    inputs = case.inputs(config)
+    with torch.no_grad():
+        outputs = model(**inputs, output_hidden_states=True, output_attentions=True)
+    towers = case.tester.num_layers(case.model_class, config)
+    tower_outputs = (
+        {"vision": outputs.vision_model_output, "text": outputs.text_model_output}
+        if hasattr(outputs, "vision_model_output")
+        else {name: outputs for name in towers}
+    )
+    for name, depth in towers.items():
+        out = tower_outputs[name]
+        assert len(out.hidden_states) == depth + 1
+        assert len(out.attentions) == depth
+        batch, length = out.hidden_states[0].shape[:2]
+        assert out.attentions[0].shape[0] == batch and out.attentions[0].shape[-2:] == (length, length)
+    with torch.no_grad():
+        plain = model(**inputs)
+    first = plain.vision_model_output if hasattr(plain, "vision_model_output") else plain
+    assert first.hidden_states is None
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_return_dict_false_gives_tuple(case: Case):
+    model, config = _build(case)
+    inputs = case.inputs(config)
+    with torch.no_grad():
+        as_dict = model(**inputs)
+        as_tuple = model(**inputs, return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    torch.testing.assert_close(as_tuple[0], as_dict[0])
+
+
+@pytest.mark.parametrize("case", BASE, ids=[c.id for c in BASE])
+def test_peft_lora_train_save_reload_merge(case: Case, tmp_path):
+    model, config = _build(case)
+    inputs = case.inputs(config)
+    targets = list(case.family.lora_target_modules)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=targets, init_lora_weights=False))
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n, p in peft_model.named_parameters() if p.requires_grad)
+    optimizer = torch.optim.SGD(trainable, lr=0.1)
+    peft_model.train()
+    case.tester.main_output(case.model_class, peft_model(**inputs)).pow(2).sum().backward()
+    optimizer.step()
+    peft_model.eval()
+    with torch.no_grad():
+        expected = case.tester.main_output(case.model_class, peft_model(**inputs))
+    peft_model.save_pretrained(tmp_path / "adapter")
+
+    base, _ = _build(case)
+    with torch.no_grad():
+        untouched = case.tester.main_output(case.model_class, base(**inputs))
+    assert not torch.allclose(untouched, expected), "LoRA training changed nothing"
+    reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(case.tester.main_output(case.model_class, reloaded(**inputs)), expected)
+    merged = reloaded.merge_and_unload()
+    assert type(merged) is case.model_class
+    assert not any("lora_" in n for n, _ in merged.named_parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(case.tester.main_output(case.model_class, merged(**inputs)), expected)
+    merged.save_pretrained(tmp_path / "merged")
+    with safe_open(tmp_path / "merged" / "model.safetensors", "pt") as f:
+        assert not any("lora_" in k for k in f.keys())
+
+
+@pytest.mark.parametrize("family", sorted({c.family.key for c in BASE}))
+def test_default_lora_targets_exist(family: str):
+    case = next(c for c in BASE if c.family.key == family)
+    model, _ = _build(case)
+    names = [n for n, _ in model.named_modules()]
+    for target in case.family.lora_target_modules:
+        assert any(n.endswith(target) for n in names), f"LoRA target {target!r} matches no module"
+
+
+@pytest.mark.parametrize("case", BASE, ids=[c.id for c in BASE])
+def test_processor_save_load(case: Case, tmp_path):
+    processor_class = case.family.processor_class
+    if processor_class is None:
+        pytest.fail(f"family {case.family.key} declares no processor")
+    processor = case.tester.tiny_processor()
+    processor.save_pretrained(tmp_path)
+    case.config().save_pretrained(tmp_path)
+    from transformers import AutoProcessor
+
+    loaded = AutoProcessor.from_pretrained(tmp_path)
+    assert type(loaded) is processor_class
+    sample = case.tester.processor_sample()
+    a, b = processor(**sample), loaded(**sample)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key])
