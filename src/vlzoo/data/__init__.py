@@ -1,0 +1,21 @@
+"""Data for vlzoo: the synthetic ``shapes`` DatasetDict and readers that bring real files into the same schema."""
+
+from .readers import read_caption_dataset, read_refcoco, read_vqa
+from .safe_pickle import load_plain_pickle
+from .schema import example_features
+from .shapes import COLORS, SCHEMA_VERSION, SHAPES, SIZES, class_names, class_prompts, load_shapes
+
+__all__ = [
+    "COLORS",
+    "SCHEMA_VERSION",
+    "SHAPES",
+    "SIZES",
+    "class_names",
+    "class_prompts",
+    "example_features",
+    "load_plain_pickle",
+    "load_shapes",
+    "read_caption_dataset",
+    "read_refcoco",
+    "read_vqa",
+]
