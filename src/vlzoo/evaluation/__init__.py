@@ -1,0 +1,25 @@
+"""Metrics for vision-language tasks: plain functions and evaluate modules that load without the Hub."""
+
+from .functional import (
+    grounding_accuracy,
+    normalize_vqa_answer,
+    paired_box_iou,
+    retrieval_recall_at_k,
+    vqa_accuracy,
+    zero_shot_accuracy,
+    zero_shot_accuracy_from_logits,
+)
+from .loading import METRIC_NAMES, load_metric, metric_path
+
+__all__ = [
+    "METRIC_NAMES",
+    "grounding_accuracy",
+    "load_metric",
+    "metric_path",
+    "normalize_vqa_answer",
+    "paired_box_iou",
+    "retrieval_recall_at_k",
+    "vqa_accuracy",
+    "zero_shot_accuracy",
+    "zero_shot_accuracy_from_logits",
+]
