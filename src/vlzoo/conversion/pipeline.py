@@ -1,0 +1,368 @@
+"""The one conversion path every family follows, and its command-line front end."""
+
+import argparse
+import json
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import PreTrainedConfig, PreTrainedModel, ProcessorMixin
+from transformers.utils import logging
+
+from .errors import ConversionError, ParityError
+from .family_check import require_keys
+from .key_mapping import KeyMap, MappingReport, Transform, apply_key_map, check_against_model
+from .output_dir import atomic_output_dir, check_output_dir
+from .parity import ParityReport, compare_outputs, load_io_tensors
+from .safe_load import LoadedCheckpoint, load_checkpoint
+
+logger = logging.get_logger(__name__)
+
+__all__ = [
+    "ConversionResult",
+    "FamilyConverter",
+    "add_common_cli_arguments",
+    "convert_checkpoint",
+    "run_cli",
+    "run_from_args",
+]
+
+
+class FamilyConverter(ABC):
+    """What a family supplies to :func:`convert_checkpoint`: a key table, config inference and its model classes.
+
+    Class attributes:
+        family: display name used in messages and reports (e.g. "MS-CLIP").
+        variants: released variant names accepted by ``--variant`` (e.g. preset names); empty = no variants.
+        required_keys: regex patterns every checkpoint of the family contains (checked before anything else).
+        strip_prefixes: key prefixes removed at load time (e.g. ``("model.",)`` for a Lightning wrapper).
+    """
+
+    family: str = ""
+    variants: tuple[str, ...] = ()
+    required_keys: tuple[str, ...] = ()
+    strip_prefixes: tuple[str, ...] = ()
+
+    @abstractmethod
+    def infer_config(
+        self, state_dict: dict[str, torch.Tensor], *, original_config: dict | None, variant: str | None
+    ) -> PreTrainedConfig:
+        """Build the config from tensor shapes, the original config and/or the variant; raise when undecidable."""
+
+    @abstractmethod
+    def key_map(self, config: PreTrainedConfig) -> KeyMap:
+        """The ordered ``(pattern, replacement)`` table from original keys to the model's keys."""
+
+    def transforms(self, config: PreTrainedConfig) -> dict[str, Transform]:
+        """Target-name pattern -> tensor transform (transpose, fused-qkv split); none by default."""
+        return {}
+
+    def check_state_dict(self, state_dict: dict[str, torch.Tensor], config: PreTrainedConfig) -> None:
+        """Extra checks on the original tensors (e.g. that duplicated shared tensors are equal); none by default."""
+        return None
+
+    @abstractmethod
+    def build_model(self, config: PreTrainedConfig) -> PreTrainedModel:
+        """A freshly initialised model for ``config`` (its ``__init__`` ends with ``self.post_init()``)."""
+
+    def build_processor(self, config: PreTrainedConfig) -> ProcessorMixin | None:
+        """The processor saved next to the model, or None."""
+        return None
+
+    @abstractmethod
+    def parity_outputs(self, model: PreTrainedModel, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Run ``model`` on the reference ``input.*`` tensors; return outputs named like the ``output.*`` ones."""
+
+    def align_expected(
+        self, name: str, expected: torch.Tensor, inputs: dict[str, torch.Tensor]
+    ) -> torch.Tensor | None:
+        """The reference tensor as it should be compared (e.g. sliced); None leaves ``name`` out, on record."""
+        return expected
+
+
+@dataclass
+class ConversionResult:
+    """What :func:`convert_checkpoint` produced."""
+
+    output_dir: Path
+    family: str
+    variant: str | None
+    config: PreTrainedConfig
+    container: str
+    reader: str
+    neutralised: tuple[str, ...]
+    mapping_report: MappingReport
+    parity_report: ParityReport | None
+
+
+def convert_checkpoint(
+    converter: FamilyConverter,
+    checkpoint: str | Path,
+    output_dir: str | Path,
+    *,
+    original_config: dict | str | Path | None = None,
+    variant: str | None = None,
+    verify_against: str | Path | None = None,
+    overwrite: bool = False,
+    atol: float = 1e-4,
+) -> ConversionResult:
+    """Convert an original checkpoint into a ``save_pretrained`` folder, or fail without writing anything.
+
+    Steps: safe load -> family check -> config inference -> family state-dict checks -> key map (leftovers are an
+    error) -> strict load into a fresh model (missing/unexpected/misshaped keys are an error) -> ``eval()`` ->
+    optional parity against an io.safetensors file (a failure aborts) -> atomic write of the model
+    (safetensors), the processor, ``parity.json`` and ``conversion_report.txt``.
+
+    Args:
+        converter: the family's :class:`FamilyConverter`.
+        checkpoint: the original checkpoint file.
+        output_dir: the folder to create (must be absent or empty unless ``overwrite``).
+        original_config: the original training config, as a dict or a JSON file path.
+        variant: a released variant name from ``converter.variants``.
+        verify_against: an io.safetensors file of reference inputs/outputs.
+        overwrite: replace a non-empty ``output_dir`` (only once the new folder is complete).
+        atol: parity tolerance (max absolute difference).
+
+    Raises:
+        ConversionError: wrong family, leftover/missing/unexpected/misshaped keys; ``ParityError`` on parity failure.
+        ValueError, FileNotFoundError, FileExistsError: unusable arguments or files.
+    """
+    if not isinstance(converter, FamilyConverter):
+        raise TypeError(f"converter must be a FamilyConverter, got {type(converter).__name__}")
+    if not isinstance(converter.family, str) or not converter.family:
+        raise TypeError(
+            f"{type(converter).__name__}.family must be a non-empty display name, got {converter.family!r}"
+        )
+    if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol >= 0:
+        raise ValueError(f"atol must be a non-negative number, got {atol!r}")
+    _check_variant(converter, variant)
+    check_output_dir(output_dir, overwrite=overwrite)
+    config_dict = _read_original_config(original_config)
+
+    loaded = load_checkpoint(checkpoint, strip_prefixes=tuple(converter.strip_prefixes))
+    state_dict = loaded.state_dict
+    require_keys(state_dict, family=converter.family, required=converter.required_keys)
+    config = converter.infer_config(state_dict, original_config=config_dict, variant=variant)
+    converter.check_state_dict(state_dict, config)
+
+    mapped, mapping_report = apply_key_map(
+        state_dict, converter.key_map(config), transforms=converter.transforms(config)
+    )
+    if mapping_report.unmatched:
+        raise ConversionError(
+            f"{len(mapping_report.unmatched)} keys of {checkpoint} are not covered by the {converter.family} key map "
+            f"(neither mapped nor deliberately dropped):\n{mapping_report.format()}"
+        )
+    model = _load_strictly(converter.build_model(config), mapped, mapping_report)
+    model.eval()
+    logger.info(f"Loaded {mapping_report.mapped} tensors into {type(model).__name__}")
+
+    parity_report = None
+    if verify_against is not None:
+        parity_report = _verify(converter, model, Path(verify_against), atol)
+        parity_report.metadata = _parity_metadata(converter, Path(checkpoint), Path(verify_against), variant, loaded)
+        if not parity_report.passed:
+            raise ParityError(
+                f"the converted model does not reproduce {verify_against}; nothing was written:\n"
+                f"{parity_report.format()}",
+                parity_report,
+            )
+        logger.info(f"Parity against {verify_against} passed at atol={atol:g}")
+
+    processor = converter.build_processor(config)
+    with atomic_output_dir(output_dir, overwrite=overwrite) as temporary:
+        # save_original_format=False: the keys written are exactly the ones checked above.
+        model.save_pretrained(temporary, save_original_format=False)
+        if processor is not None:
+            processor.save_pretrained(temporary)
+        if parity_report is not None:
+            parity_report.to_json(temporary / "parity.json")
+        (temporary / "conversion_report.txt").write_text(
+            _conversion_report(converter, Path(checkpoint), variant, loaded, mapping_report, parity_report)
+        )
+    logger.info(f"Wrote the converted {converter.family} model to {output_dir}")
+    return ConversionResult(
+        output_dir=Path(output_dir),
+        family=converter.family,
+        variant=variant,
+        config=config,
+        container=loaded.container,
+        reader=loaded.reader,
+        neutralised=loaded.neutralised,
+        mapping_report=mapping_report,
+        parity_report=parity_report,
+    )
+
+
+def _check_variant(converter: FamilyConverter, variant: str | None) -> None:
+    if variant is None:
+        return
+    if variant not in converter.variants:
+        valid = ", ".join(converter.variants) or f"none ({converter.family} has no named variants)"
+        raise ValueError(f"variant {variant!r} is not a {converter.family} variant; valid variants: {valid}")
+
+
+def _read_original_config(original_config: dict | str | Path | None) -> dict | None:
+    if original_config is None or isinstance(original_config, dict):
+        return original_config
+    if not isinstance(original_config, (str, Path)):
+        raise TypeError(f"original_config must be a dict or a JSON file path, got {type(original_config).__name__}")
+    path = Path(original_config)
+    if not path.is_file():
+        raise FileNotFoundError(f"original_config file {path} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"original_config file {path} is not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"original_config file {path} holds a JSON {type(data).__name__}; expected an object")
+    return data
+
+
+def _load_strictly(model: PreTrainedModel, mapped: dict[str, torch.Tensor], report: MappingReport) -> PreTrainedModel:
+    if not isinstance(model, PreTrainedModel):
+        raise TypeError(f"build_model must return a PreTrainedModel, got {type(model).__name__}")
+    if not hasattr(model, "all_tied_weights_keys"):
+        raise TypeError(f"{type(model).__name__}.__init__ must end with self.post_init()")
+    # Tied copies (target -> source) are filled in by loading their source; a checkpoint that stores both must agree.
+    tied = {target for target, source in model.all_tied_weights_keys.items() if source in mapped}
+    for target, source in model.all_tied_weights_keys.items():
+        if target in mapped and source in mapped and not torch.equal(mapped[target], mapped[source]):
+            raise ConversionError(
+                f"the checkpoint holds different tensors for {report.sources.get(target, target)!r} and "
+                f"{report.sources.get(source, source)!r}, which {type(model).__name__} ties together "
+                f"({target} = {source}); converting would silently keep only one of them"
+            )
+    check_against_model(mapped, model.state_dict(), allowed_missing=tied, report=report)
+    missing, unexpected = model.load_state_dict(mapped, strict=False)
+    if set(missing) - tied or unexpected:
+        raise ConversionError(f"loading left keys missing {sorted(set(missing) - tied)} / unexpected {unexpected}")
+    return model
+
+
+def _verify(converter: FamilyConverter, model: PreTrainedModel, reference: Path, atol: float) -> ParityReport:
+    inputs, expected = load_io_tensors(reference)
+    aligned: dict[str, torch.Tensor] = {}
+    skipped: list[str] = []
+    for name, tensor in expected.items():
+        value = converter.align_expected(name, tensor, inputs)
+        if value is None:
+            skipped.append(name)
+        else:
+            aligned[name] = value
+    with torch.no_grad():
+        actual = converter.parity_outputs(model, inputs)
+    report = compare_outputs(aligned, actual, atol=atol)
+    report.skipped = skipped
+    return report
+
+
+def _parity_metadata(
+    converter: FamilyConverter, checkpoint: Path, reference: Path, variant: str | None, loaded: LoadedCheckpoint
+) -> dict[str, Any]:
+    # File names only: the report is published with the model and must not leak local paths.
+    return {
+        "family": converter.family,
+        "variant": variant,
+        "checkpoint": checkpoint.name,
+        "container": loaded.container,
+        "reference": reference.name,
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+    }
+
+
+def _conversion_report(
+    converter: FamilyConverter,
+    checkpoint: Path,
+    variant: str | None,
+    loaded: LoadedCheckpoint,
+    mapping_report: MappingReport,
+    parity_report: ParityReport | None,
+) -> str:
+    lines = [
+        f"family: {converter.family}",
+        f"variant: {variant or '-'}",
+        f"checkpoint: {checkpoint.name}",
+        f"container: {loaded.container}",
+        f"read with: {loaded.reader}",
+    ]
+    if loaded.neutralised:
+        lines.append(f"neutralised (never imported or run): {', '.join(loaded.neutralised)}")
+    lines += ["", mapping_report.format(verbose=True), ""]
+    lines.append(parity_report.format() if parity_report is not None else "parity: not verified")
+    return "\n".join(lines) + "\n"
+
+
+def add_common_cli_arguments(
+    parser: argparse.ArgumentParser, *, variants: Sequence[str] = ()
+) -> argparse.ArgumentParser:
+    """Add the arguments every family's converter takes; ``variants`` become the choices of ``--variant``."""
+    parser.add_argument("--checkpoint", required=True, type=Path, metavar="FILE", help="original checkpoint file")
+    parser.add_argument(
+        "--variant",
+        choices=list(variants) or None,
+        default=None,
+        help="released variant (preset) to convert" if variants else argparse.SUPPRESS,
+    )
+    parser.add_argument(
+        "--original-config", type=Path, metavar="JSON", help="the original training config dumped as JSON"
+    )
+    parser.add_argument("--output-dir", required=True, type=Path, metavar="DIR", help="folder to create")
+    parser.add_argument(
+        "--verify-against",
+        type=Path,
+        metavar="IO_SAFETENSORS",
+        help="reference inputs/outputs; the conversion is written only if they are reproduced",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output-dir once complete")
+    parser.add_argument("--atol", type=float, default=1e-4, help="parity tolerance, max absolute difference")
+    return parser
+
+
+def run_from_args(converter: FamilyConverter, args: argparse.Namespace) -> int:
+    """Run a conversion from parsed :func:`add_common_cli_arguments` arguments; returns the exit status."""
+    try:
+        result = convert_checkpoint(
+            converter,
+            args.checkpoint,
+            args.output_dir,
+            original_config=args.original_config,
+            variant=args.variant,
+            verify_against=args.verify_against,
+            overwrite=args.overwrite,
+            atol=args.atol,
+        )
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
+        # Expected failures (including ConversionError) are reported as one message, without a traceback.
+        logger.debug("conversion failed", exc_info=True)
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    report = result.mapping_report
+    print(f"Converted {args.checkpoint} ({result.container}) to {result.output_dir}")
+    print(
+        f"{result.family}{f' {result.variant}' if result.variant else ''}: {report.mapped} tensors mapped, "
+        f"{len(report.dropped)} dropped deliberately"
+    )
+    if result.neutralised:
+        print(f"neutralised (never imported or run): {', '.join(result.neutralised)}")
+    print(result.parity_report.format() if result.parity_report is not None else "parity: not verified")
+    return 0
+
+
+def run_cli(converter: FamilyConverter, argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``) and convert; returns 0 on success, 1 with a message on failure.
+
+    Use as ``raise SystemExit(run_cli(MyFamilyConverter()))`` in a ``convert.py`` entry point.
+    """
+    parser = argparse.ArgumentParser(
+        prog=f"convert {converter.family}",
+        description=f"Convert an original {converter.family} checkpoint into a save_pretrained folder.",
+    )
+    add_common_cli_arguments(parser, variants=converter.variants)
+    return run_from_args(converter, parser.parse_args(argv))
