@@ -22,3 +22,17 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.skip(f"shared fixtures not found at {FIXTURES} (they are provided next to the repository)")
     return FIXTURES
+
+
+@pytest.fixture
+def fixture_io():
+    """A loader of `<family>/<case>/io.safetensors`, skipping when the shared fixtures are absent."""
+    from safetensors.torch import load_file
+
+    def load(case: str) -> dict:
+        path = FIXTURES / case / "io.safetensors"
+        if not path.is_file():
+            pytest.skip(f"reference fixture {path} not found (../shared/fixtures is not checked out)")
+        return load_file(path)
+
+    return load
