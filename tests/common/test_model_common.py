@@ -27,7 +27,10 @@ def test_config_round_trip(case: Case, tmp_path):
     config.save_pretrained(tmp_path)
     loaded = AutoConfig.from_pretrained(tmp_path)
     assert type(loaded) is type(config)
-    assert loaded.to_dict() == config.to_dict()
+    ignored = {"_name_or_path", "transformers_version"}
+    a = {k: v for k, v in loaded.to_dict().items() if k not in ignored}
+    b = {k: v for k, v in config.to_dict().items() if k not in ignored}
+    assert a == b
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -125,7 +128,8 @@ def test_peft_lora_train_save_reload_merge(case: Case, tmp_path):
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n, p in peft_model.named_parameters() if p.requires_grad)
     optimizer = torch.optim.SGD(trainable, lr=0.1)
-    peft_model.train()
+    # the step runs in eval mode: BatchNorm running statistics are not part of a LoRA adapter
+    peft_model.eval()
     case.tester.main_output(case.model_class, peft_model(**inputs)).pow(2).sum().backward()
     optimizer.step()
     peft_model.eval()

@@ -130,3 +130,19 @@ def num_layers(model_class: type, config: MsClipConfig) -> dict[str, int]:
     if model_class is MsClipTextModelWithProjection:
         return {"text": depths["text"]}
     return depths
+
+
+def tiny_processor():
+    """The original transform at 32 px and the CLIP BPE truncated to 486 merges (the fixtures' vocabulary 1000)."""
+    from vlzoo.models.ms_clip import MsClipImageProcessor, MsClipProcessor, MsClipTokenizer
+    from vlzoo.processing.clip_bpe import clip_bpe_vocab_and_merges
+
+    tokenizer = MsClipTokenizer(*clip_bpe_vocab_and_merges(num_merges=486))
+    return MsClipProcessor(image_processor=MsClipImageProcessor(size=32, crop_size=32), tokenizer=tokenizer)
+
+
+def processor_sample() -> dict:
+    from PIL import Image
+
+    images = [Image.new("RGB", (40, 30), (200, 10, 10)), Image.new("L", (31, 45), 128)]
+    return {"text": ["a red square", "Two DOGS & a cat!"], "images": images}

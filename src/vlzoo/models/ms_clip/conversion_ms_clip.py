@@ -6,8 +6,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from transformers import PreTrainedModel
+
+from vlzoo.conversion import ConversionError, FamilyConverter, KeyMap, Transform, split_transform
+from vlzoo.processing.clip_bpe import clip_bpe_vocab_and_merges
 
 from .configuration_ms_clip import PRESETS, MsClipConfig
+from .image_processing_ms_clip import MsClipImageProcessor
+from .modeling_ms_clip import MsClipModel
+from .processing_ms_clip import MsClipProcessor
+from .tokenization_ms_clip import MsClipTokenizer
 
 VARIANTS = tuple(PRESETS)
 
@@ -26,7 +34,7 @@ _VISION_BLOCK = "visual.transformer.resblocks"
 _TEXT_BLOCK = "transformer.resblocks"
 
 
-class MsClipConversionError(ValueError):
+class MsClipConversionError(ConversionError):
     """The checkpoint cannot be read as MS-CLIP (or its architecture cannot be determined)."""
 
 
@@ -164,7 +172,7 @@ def infer_config(
             "image_size": int(image_size),
             "patch_size": int(patch),
             "stem_type": "conv" if conv_stem else "patch",
-            "stem_strides": [int(s) for s in stem_strides],
+            "stem_strides": [int(s) for s in stem_strides] if conv_stem else [2, 2, 2, 2],  # unused by a patch stem
             "lateral_adapter_layers": adapter_layers,
             "branch_strides": [int(s) for s in branch_strides],
             "adapter_kernel_sizes": [int(k) for k in adapter_kernels],
@@ -211,29 +219,11 @@ def _count_shared(
     return len(shared)
 
 
-def preprocess_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Split fused attention in-projections into q/k/v and transpose the `[in, out]` projections.
+def key_map(config: MsClipConfig) -> KeyMap:
+    """Ordered (regex, replacement) pairs from the original keys to vlzoo keys; None drops a key.
 
-    The result still uses the original prefixes, so `key_map` only renames.
+    Fused attention in-projections land on `self_attn.in_proj.*` and are split into q/k/v by `transforms`.
     """
-    out: dict[str, torch.Tensor] = {}
-    for key, tensor in state_dict.items():
-        if key.endswith("attn.in_proj_weight") or key.endswith("attn.in_proj_bias"):
-            kind = "weight" if key.endswith("weight") else "bias"
-            base = key.rsplit(".", 1)[0]
-            if tensor.shape[0] % 3:
-                raise MsClipConversionError(f"{key} has {tensor.shape[0]} rows; a fused q/k/v needs a multiple of 3")
-            for name, part in zip(("q_proj", "k_proj", "v_proj"), tensor.chunk(3, dim=0), strict=True):
-                out[f"{base}.{name}.{kind}"] = part.clone()
-        elif key in ("visual.proj", "text_projection"):
-            out[key] = tensor.t().contiguous()
-        else:
-            out[key] = tensor
-    return out
-
-
-def key_map(config: MsClipConfig) -> list[tuple[str, str | None]]:
-    """Ordered (regex, replacement) pairs from the preprocessed original keys to vlzoo keys; None drops a key."""
     vision, text = config.vision_config, config.text_config
     offset = 1 if vision.stem_type == "conv" else 0
     first_vision_shared = vision.num_hidden_layers - config.num_shared_layers
@@ -332,9 +322,8 @@ def key_map(config: MsClipConfig) -> list[tuple[str, str | None]]:
                     rules.append((rf"{source}\.(attn|mlp)\..*", None))
                     continue
                 target = f"shared_layers.{index - first_shared}"
-            rules.append(
-                (rf"{source}\.attn\.(q_proj|k_proj|v_proj|out_proj)\.(weight|bias)", rf"{target}.self_attn.\1.\2")
-            )
+            rules.append((rf"{source}\.attn\.in_proj_(weight|bias)", rf"{target}.self_attn.in_proj.\1"))
+            rules.append((rf"{source}\.attn\.out_proj\.(weight|bias)", rf"{target}.self_attn.out_proj.\1"))
             rules.append((rf"{source}\.mlp\.c_fc\.(weight|bias)", rf"{target}.mlp.fc1.\1"))
             rules.append((rf"{source}\.mlp\.c_proj\.(weight|bias)", rf"{target}.mlp.fc2.\1"))
     return rules
@@ -391,7 +380,7 @@ def parity_outputs(model, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch
         "vision_embeddings": vision.hidden_states[0],
         "vision_last_hidden_state": vision.last_hidden_state,
         "vision_pooled_output": model.vision_model.post_layernorm(vision.last_hidden_state[:, 0]),
-        "text_last_hidden_state": text.last_hidden_state,
+        "text_last_hidden_state": text_positions_to_compare("text_last_hidden_state", text.last_hidden_state, inputs),
         "text_pooled_output": model.text_model.final_layer_norm(
             text.last_hidden_state[torch.arange(len(pool_index)), pool_index]
         ),
@@ -408,12 +397,77 @@ def text_positions_to_compare(name: str, tensor: torch.Tensor, inputs: Mapping[s
     return tensor * keep[..., None]
 
 
+def _transpose(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.t().contiguous()  # the original stores projections as [in, out]
+
+
+def transforms(config: MsClipConfig) -> dict[str, Transform]:
+    """Split fused q/k/v in-projections; transpose the `[in, out]` projection matrices into Linear weights."""
+    return {
+        r".*\.self_attn\.in_proj\.(weight|bias)": split_transform("in_proj", ("q_proj", "k_proj", "v_proj")),
+        r"(visual|text)_projection\.weight": _transpose,
+    }
+
+
+class MsClipConverter(FamilyConverter):
+    """Converts the released MS-CLIP `.pth` files (flat state dicts) into `MsClipModel` folders."""
+
+    family = "MS-CLIP"
+    variants = VARIANTS
+    required_keys = (r"visual\.class_embedding", r"visual\.proj", r"token_embedding\.weight", r"logit_scale")
+
+    def infer_config(self, state_dict, *, original_config, variant) -> MsClipConfig:
+        return infer_config(state_dict, original_config=original_config, variant=variant)
+
+    def key_map(self, config: MsClipConfig) -> KeyMap:
+        return key_map(config)
+
+    def transforms(self, config: MsClipConfig) -> dict[str, Transform]:
+        return transforms(config)
+
+    def check_state_dict(self, state_dict, config: MsClipConfig) -> None:
+        check_state_dict(state_dict, config)
+
+    def build_model(self, config: MsClipConfig) -> PreTrainedModel:
+        return MsClipModel(config)
+
+    def build_processor(self, config: MsClipConfig) -> MsClipProcessor:
+        """The original eval transform at the model's resolution and the CLIP BPE tokenizer.
+
+        Released models use the full 49408-token vocabulary; a smaller vocabulary (the tiny fixtures) gets the
+        same BPE truncated to its first merges, exactly how those vocabularies were made.
+        """
+        size = config.vision_config.image_size
+        vocab_size = config.text_config.vocab_size
+        if vocab_size < 514:
+            raise MsClipConversionError(
+                f"vocabulary of {vocab_size} tokens: a CLIP BPE vocabulary has 512 byte tokens, merges and 2 specials"
+            )
+        if vocab_size == 49408:
+            tokenizer = MsClipTokenizer()
+        else:
+            tokenizer = MsClipTokenizer(*clip_bpe_vocab_and_merges(num_merges=vocab_size - 514))
+        image_processor = MsClipImageProcessor(size=size, crop_size=size)
+        return MsClipProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+    def parity_outputs(self, model: PreTrainedModel, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        model.set_attn_implementation("eager")
+        try:
+            return parity_outputs(model, inputs)
+        finally:
+            model.set_attn_implementation("sdpa")
+
+    def align_expected(self, name: str, expected: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return text_positions_to_compare(name, expected, inputs)
+
+
 __all__ = [
     "MsClipConversionError",
+    "MsClipConverter",
     "VARIANTS",
     "check_state_dict",
     "infer_config",
     "key_map",
     "parity_outputs",
-    "preprocess_state_dict",
+    "transforms",
 ]
