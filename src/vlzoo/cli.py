@@ -3,6 +3,7 @@
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -25,7 +26,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from .training.recipe import run_training
 
-    result = run_training(args.config, overrides=args.overrides)
+    config, overrides = args.config, list(args.overrides)
+    if config is not None and "=" in config and not Path(config).exists():
+        config, overrides = None, [config, *overrides]  # flags only, no file
+    result = run_training(config, overrides=overrides)
     print(
         f"trained {result.global_step} steps in {result.elapsed_seconds:.0f} s; model saved to {result.final_model_dir}"
     )
@@ -58,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="train MS-CLIP and vanilla CLIP on shapes and compare zero-shot accuracy")
     demo.add_argument("--output-dir", default="vlzoo-demo", help="where the models and the figure go")
-    demo.add_argument("--max-steps", type=int, default=600, help="optimizer steps per model (same for both)")
+    demo.add_argument("--max-steps", type=int, default=250, help="optimizer steps per model (same for both)")
     demo.add_argument("--batch-size", type=int, default=64)
     demo.add_argument("--num-train", type=int, default=6000, help="training scenes to generate")
     demo.add_argument("--num-test", type=int, default=500, help="test scenes to evaluate")

@@ -1,5 +1,6 @@
 """`vlzoo demo`: train MS-CLIP and the vanilla CLIP baseline on shapes, reload through pipeline(), compare zero-shot."""
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -102,7 +103,7 @@ def _figure(path: Path, images: list, truth: list[int], labels: list[str], score
 def run_demo(
     output_dir: str | Path = "vlzoo-demo",
     *,
-    max_steps: int = 600,
+    max_steps: int = 250,
     batch_size: int = 64,
     num_train: int = 6000,
     num_test: int = 500,
@@ -146,7 +147,19 @@ def run_demo(
 
     figure = output / "zero_shot.png"
     _figure(figure, images, truth, labels, scores)
-    return DemoResult(accuracy, parameters, 1.0 / len(labels), time.perf_counter() - start, figure)
+    result = DemoResult(accuracy, parameters, 1.0 / len(labels), time.perf_counter() - start, figure)
+    summary = {
+        "accuracy": accuracy,
+        "parameters": parameters,
+        "chance": result.chance,
+        "seconds": result.seconds,
+        "max_steps": max_steps,
+        "batch_size": batch_size,
+        "num_train": num_train,
+        "num_test": len(images),
+    }
+    (output / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return result
 
 
 __all__ = ["DemoResult", "demo_config", "demo_processor", "run_demo"]

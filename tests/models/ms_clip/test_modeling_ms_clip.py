@@ -200,3 +200,11 @@ def test_inconsistent_configs_raise(overrides, match):
             base[key] = value
     with pytest.raises(Exception, match=match):
         MsClipConfig(**{k: v for k, v in base.items() if k not in ("model_type", "transformers_version")})
+
+
+def test_ids_outside_the_vocabulary_raise():
+    model = _model()
+    inputs = inputs_for(MsClipModel, model.config)
+    inputs["input_ids"][0, 1] = model.config.text_config.vocab_size
+    with pytest.raises(ValueError, match="vocabulary"):
+        model(**inputs)

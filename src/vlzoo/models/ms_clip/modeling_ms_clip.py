@@ -391,6 +391,12 @@ def _check_input_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor | Non
             f"input_ids has {input_ids.shape[1]} positions but the context is {config.max_position_embeddings}: "
             "tokenize with the processor, which truncates and keeps the end token"
         )
+    low, high = int(input_ids.min()), int(input_ids.max())
+    if low < 0 or high >= config.vocab_size:
+        raise ValueError(
+            f"input_ids holds ids in [{low}, {high}] but the vocabulary has {config.vocab_size} tokens: was the text "
+            "tokenized with this model's tokenizer?"
+        )
     if attention_mask is not None and attention_mask.shape != input_ids.shape:
         raise ValueError(
             f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids has {tuple(input_ids.shape)}"

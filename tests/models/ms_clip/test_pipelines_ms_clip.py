@@ -1,0 +1,93 @@
+"""transformers' pipelines and vlzoo's retrieval pipeline on a saved MS-CLIP folder."""
+
+import pytest
+import torch
+from PIL import Image
+from transformers import pipeline
+
+import vlzoo  # noqa: F401  (registers the family and the pipelines)
+from vlzoo.models.ms_clip import MsClipModel
+
+from .tester import tiny_config, tiny_processor
+
+
+def _config():
+    # the tiny processor's tokenizer: CLIP BPE with 486 merges (vocabulary 1000, SOT 998, EOT 999)
+    text = {"vocab_size": 1000, "bos_token_id": 998, "eos_token_id": 999, "max_position_embeddings": 77}
+    base = tiny_config().to_dict()["text_config"]
+    return tiny_config(
+        text_config={
+            **{k: base[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")},
+            **text,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ms_clip")
+    MsClipModel(_config()).save_pretrained(path)
+    tiny_processor().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def images():
+    return [
+        Image.new("RGB", (40, 32), (220, 20, 20)),
+        Image.new("RGBA", (32, 50), (20, 20, 220, 128)),
+        Image.new("L", (33, 33), 200),
+    ]
+
+
+def _manual(folder, images, texts):
+    model = MsClipModel.from_pretrained(folder).eval()
+    processor = tiny_processor()
+    inputs = processor(text=texts, images=images, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        return model(**inputs)
+
+
+def test_zero_shot_image_classification(folder, images):
+    labels = ["red square", "blue square", "gray square"]
+    classifier = pipeline("zero-shot-image-classification", model=str(folder))
+    result = classifier(images[0], candidate_labels=labels, hypothesis_template="a {}")
+    assert sorted(r["label"] for r in result) == sorted(labels)
+    scores = {r["label"]: r["score"] for r in result}
+    expected = _manual(folder, images[:1], [f"a {label}" for label in labels]).logits_per_image.softmax(-1)[0]
+    torch.testing.assert_close(torch.tensor([scores[label] for label in labels]), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_image_feature_extraction(folder, images):
+    extractor = pipeline("image-feature-extraction", model=str(folder))
+    pooled = extractor(images[1], pool=True, return_tensors=True)
+    expected = _manual(folder, images[1:2], ["x"]).vision_model_output.pooler_output
+    torch.testing.assert_close(pooled.reshape(expected.shape), expected, rtol=1e-4, atol=1e-5)
+    tokens = extractor(images[1], return_tensors=True)
+    assert tokens.shape[-2:] == (
+        tiny_config().vision_config.grid_size ** 2 + 1,
+        tiny_config().vision_config.hidden_size,
+    )
+
+
+def test_image_text_retrieval_both_directions(folder, images):
+    retrieval = pipeline("image-text-retrieval", model=str(folder))
+    texts = ["a red thing", "a blue thing", "a gray thing", "nothing at all"]
+    out = _manual(folder, images, texts)
+    cosine = out.image_embeds @ out.text_embeds.t()
+
+    ranked_images = retrieval(images=images, texts=texts[1])
+    assert ranked_images["indices"] == cosine[:, 1].argsort(descending=True).tolist()
+    torch.testing.assert_close(
+        torch.tensor(ranked_images["scores"]), cosine[:, 1].sort(descending=True).values, atol=1e-5, rtol=1e-4
+    )
+
+    ranked_texts = retrieval(images=images[2], texts=texts, top_k=2)
+    assert ranked_texts["indices"] == cosine[2].argsort(descending=True)[:2].tolist()
+
+
+def test_bad_images_raise_clear_errors(folder):
+    classifier = pipeline("zero-shot-image-classification", model=str(folder))
+    with pytest.raises(ValueError, match="size"):
+        classifier(Image.new("RGB", (0, 10)), candidate_labels=["a", "b"])
