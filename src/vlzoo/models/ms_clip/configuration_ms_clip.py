@@ -174,23 +174,23 @@ class MsClipTextConfig(PreTrainedConfig):
             )
 
 
+_MS_CLIP_S_B32 = {
+    "projection_dim": 512,
+    "num_shared_layers": 11,
+    "vision_config": {
+        "patch_size": 32,
+        "stem_strides": [2, 2, 2, 2],
+        "branch_strides": [2, 2, 2, 2, 2],
+        "adapter_kernel_sizes": [16, 8, 4, 2, 1],
+    },
+    "text_config": {},
+}
+
 PRESETS: dict[str, dict] = {
     # experiments/model/b32-yfcc-msclips.yaml (ImageNet zero-shot 36.7)
-    "b32-yfcc": {
-        "projection_dim": 512,
-        "num_shared_layers": 11,
-        "vision_config": {"patch_size": 32, "stem_strides": [2, 2, 2, 2], "branch_strides": [2, 2, 2, 2, 2],
-                          "adapter_kernel_sizes": [16, 8, 4, 2, 1]},
-        "text_config": {},
-    },
+    "b32-yfcc": _MS_CLIP_S_B32,
     # experiments/model/b32-laion-msclips.yaml: architecturally identical to b32-yfcc (ImageNet zero-shot 40.2)
-    "b32-laion": {
-        "projection_dim": 512,
-        "num_shared_layers": 11,
-        "vision_config": {"patch_size": 32, "stem_strides": [2, 2, 2, 2], "branch_strides": [2, 2, 2, 2, 2],
-                          "adapter_kernel_sizes": [16, 8, 4, 2, 1]},
-        "text_config": {},
-    },
+    "b32-laion": _MS_CLIP_S_B32,
     # experiments/model/b16-yfcc-msclips.yaml (ImageNet zero-shot 39.0)
     "b16-yfcc": {
         "projection_dim": 512,

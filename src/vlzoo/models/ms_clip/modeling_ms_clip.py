@@ -469,6 +469,28 @@ class MsClipPreTrainedModel(PreTrainedModel):
         if isinstance(module, MsClipModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
 
+    def get_input_embeddings(self) -> nn.Module:
+        if hasattr(self, "text_model"):
+            return self.text_model.token_embedding
+        return super().get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        if not hasattr(self, "text_model"):
+            raise AttributeError(f"{type(self).__name__} has no text tower")
+        self.text_model.token_embedding = value
+
+    def _project_text(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, flags: dict[str, bool]
+    ) -> BaseModelOutputWithPooling:
+        outputs = self.text_model(input_ids, attention_mask, self.shared_layers, **flags)
+        outputs.pooler_output = self.text_projection(outputs.pooler_output)
+        return outputs
+
+    def _project_image(self, pixel_values: torch.Tensor, flags: dict[str, bool]) -> BaseModelOutputWithPooling:
+        outputs = self.vision_model(pixel_values, self.shared_layers, **flags)
+        outputs.pooler_output = self.visual_projection(outputs.pooler_output)
+        return outputs
+
     def _flags(self, output_hidden_states: bool | None, output_attentions: bool | None) -> dict[str, bool]:
         return {
             "output_hidden_states": bool(
@@ -510,12 +532,6 @@ class MsClipModel(MsClipPreTrainedModel):
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.text_model.token_embedding
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.text_model.token_embedding = value
-
     @can_return_tuple
     def get_text_features(
         self,
@@ -526,11 +542,7 @@ class MsClipModel(MsClipPreTrainedModel):
         **kwargs,
     ) -> BaseModelOutputWithPooling:
         """Text tower output whose `pooler_output` is the projected (unnormalised) text embedding."""
-        outputs = self.text_model(
-            input_ids, attention_mask, self.shared_layers, **self._flags(output_hidden_states, output_attentions)
-        )
-        outputs.pooler_output = self.text_projection(outputs.pooler_output)
-        return outputs
+        return self._project_text(input_ids, attention_mask, self._flags(output_hidden_states, output_attentions))
 
     @can_return_tuple
     def get_image_features(
@@ -541,11 +553,7 @@ class MsClipModel(MsClipPreTrainedModel):
         **kwargs,
     ) -> BaseModelOutputWithPooling:
         """Image tower output whose `pooler_output` is the projected (unnormalised) image embedding."""
-        outputs = self.vision_model(
-            pixel_values, self.shared_layers, **self._flags(output_hidden_states, output_attentions)
-        )
-        outputs.pooler_output = self.visual_projection(outputs.pooler_output)
-        return outputs
+        return self._project_image(pixel_values, self._flags(output_hidden_states, output_attentions))
 
     @can_return_tuple
     def forward(
@@ -627,11 +635,7 @@ class MsClipVisionModelWithProjection(MsClipPreTrainedModel):
         output_attentions: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPooling:
-        outputs = self.vision_model(
-            pixel_values, self.shared_layers, **self._flags(output_hidden_states, output_attentions)
-        )
-        outputs.pooler_output = self.visual_projection(outputs.pooler_output)
-        return outputs
+        return self._project_image(pixel_values, self._flags(output_hidden_states, output_attentions))
 
 
 class MsClipTextModelWithProjection(MsClipPreTrainedModel):
@@ -650,12 +654,6 @@ class MsClipTextModelWithProjection(MsClipPreTrainedModel):
         self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.text_model.token_embedding
-
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
-        self.text_model.token_embedding = value
-
     @can_return_tuple
     def forward(
         self,
@@ -665,11 +663,7 @@ class MsClipTextModelWithProjection(MsClipPreTrainedModel):
         output_attentions: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPooling:
-        outputs = self.text_model(
-            input_ids, attention_mask, self.shared_layers, **self._flags(output_hidden_states, output_attentions)
-        )
-        outputs.pooler_output = self.text_projection(outputs.pooler_output)
-        return outputs
+        return self._project_text(input_ids, attention_mask, self._flags(output_hidden_states, output_attentions))
 
 
 __all__ = [
