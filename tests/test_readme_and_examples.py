@@ -78,3 +78,14 @@ def test_lora_example_runs(tmp_path):
     assert 0.0 <= result["before"] <= 1.0 and 0.0 <= result["after"] <= 1.0
     assert (tmp_path / "merged" / "model.safetensors").is_file()
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_eval_command_reports_zero_shot_accuracy(demo_folder, monkeypatch, capsys):
+    from vlzoo.cli import main
+
+    monkeypatch.chdir(demo_folder)
+    monkeypatch.setenv("VLZOO_CACHE", str(demo_folder / "cache"))
+    assert main(["eval", "vlzoo-demo/ms_clip", "--num-test", "6"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    accuracy = float(line.rsplit(" ", 1)[1])
+    assert "zero-shot accuracy on shapes/test (6 images)" in line and 0.0 <= accuracy <= 1.0

@@ -2,7 +2,7 @@
 
 from torch import Tensor, nn
 
-from ..layers.box_ops import box_cxcywh_to_xyxy, paired_generalized_box_iou
+from vlzoo.layers.box_ops import box_cxcywh_to_xyxy, paired_generalized_box_iou
 
 BOX_FORMATS = ("cxcywh", "xyxy")
 

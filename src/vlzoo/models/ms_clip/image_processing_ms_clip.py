@@ -7,7 +7,7 @@ from PIL import Image
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 
-from ...processing.image_transforms import center_crop, resize_short_side, to_normalized_array, to_rgb_image
+from vlzoo.processing.image_transforms import center_crop, resize_short_side, to_normalized_array, to_rgb_image
 
 __all__ = ["MsClipImageProcessor"]
 

@@ -4,7 +4,7 @@ from tokenizers import Regex, normalizers, pre_tokenizers
 from transformers.models.clip.tokenization_clip import CLIPTokenizer
 from transformers.utils import logging
 
-from ...processing.clip_bpe import END_OF_TEXT, START_OF_TEXT, clean_clip_text, clip_bpe_vocab_and_merges
+from vlzoo.processing.clip_bpe import END_OF_TEXT, START_OF_TEXT, clean_clip_text, clip_bpe_vocab_and_merges
 
 logger = logging.get_logger(__name__)
 
