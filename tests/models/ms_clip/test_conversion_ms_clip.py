@@ -223,3 +223,16 @@ def test_unequal_shared_tensors_are_refused(fixtures_dir, tmp_path):
                 (fixtures_dir / "msclip" / "msclip-s-tiny" / "original_config.json").read_text()
             ),
         )
+
+
+@pytest.mark.parametrize("preset", ["b32-yfcc", "b16-yfcc", "vanilla"])
+def test_released_sizes_are_inferred_without_any_flag(preset):
+    from vlzoo.models.ms_clip.conversion_ms_clip import infer_config
+
+    torch.manual_seed(0)
+    config = MsClipConfig.from_preset(preset)
+    state = to_original_state_dict(MsClipModel(config))
+    inferred = infer_config(state, original_config=None, variant=None)
+    assert inferred.num_shared_layers == config.num_shared_layers
+    for key in ("vision_config", "text_config"):
+        assert _same_architecture(getattr(inferred, key), getattr(config, key)), key
