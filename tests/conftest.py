@@ -20,7 +20,7 @@ FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
 def fixtures_dir() -> Path:
     """`../shared/fixtures` next to the repository; tests that need it skip when it is absent."""
     if not FIXTURES.is_dir():
-        pytest.skip(f"shared fixtures not found at {FIXTURES} (they are provided next to the repository)")
+        pytest.skip(reason=f"shared fixtures not found at {FIXTURES} (they are provided next to the repository)")
     return FIXTURES
 
 
@@ -32,7 +32,7 @@ def fixture_io():
     def load(case: str) -> dict:
         path = FIXTURES / case / "io.safetensors"
         if not path.is_file():
-            pytest.skip(f"reference fixture {path} not found (../shared/fixtures is not checked out)")
+            pytest.skip(reason=f"reference fixture {path} not found (../shared/fixtures is not checked out)")
         return load_file(path)
 
     return load

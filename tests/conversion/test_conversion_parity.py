@@ -93,7 +93,7 @@ def test_load_io_tensors(tmp_path: Path):
 def test_shipped_fixture_splits_into_inputs_and_outputs():
     fixture = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "msclip" / "msclip-s-tiny"
     if not fixture.is_dir():
-        pytest.skip("../shared/fixtures/msclip is not available next to the repository")
+        pytest.skip(reason="../shared/fixtures/msclip is not available next to the repository")
     inputs, outputs = load_io_tensors(fixture / "io.safetensors")
     assert {"input_ids", "pixel_values"} <= set(inputs)
     assert "logits_per_image" in outputs
