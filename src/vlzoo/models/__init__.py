@@ -1,0 +1,1 @@
+"""One sub-package per architecture family (configuration, modeling, processing, conversion)."""
