@@ -1,9 +1,6 @@
 """Two CPU processes: the gathered contrastive loss and its gradients equal the single-process ones."""
 
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +12,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from vlzoo.losses import all_gather_with_grad, contrastive_loss, world_info
+
+from ..subprocesses import run_in_new_session
 
 WORLD_SIZE = 2
 LOCAL_BATCH = 3
@@ -124,18 +123,11 @@ def rank_results(tmp_path_factory) -> tuple[dict[str, torch.Tensor], list[dict]]
     non-zero (torch.multiprocessing re-raises it), which fails the tests.
     """
     out_dir = tmp_path_factory.mktemp("two_ranks")
-    command = [sys.executable, str(Path(__file__).resolve()), str(out_dir)]
-    # A new session, so that a hang can be ended together with the forked ranks.
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-    )
-    try:
-        output, _ = process.communicate(timeout=LAUNCH_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"the 2-process run did not finish in {LAUNCH_TIMEOUT_S} s:\n{output[-4000:]}")
-    assert process.returncode == 0, f"the 2-process run failed:\n{output[-4000:]}"
+    command = [sys.executable, "-m", "tests.losses.test_distributed_gather", str(out_dir)]
+    repo_root = Path(__file__).resolve().parents[2]
+    run = run_in_new_session(command, timeout=LAUNCH_TIMEOUT_S, what="the 2-process run", cwd=repo_root)
+    output = run.stdout
+    assert run.returncode == 0, f"the 2-process run failed:\n{output[-4000:]}"
     inputs = load_file(out_dir / "inputs.safetensors")
     results = [
         {

@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import torch
 
 from vlzoo.training import checkpoint_dirs, train
 
+from ..subprocesses import run_in_new_session
 from .distributed_run import EVAL_ROWS, RUN, TRAIN_ROWS
 from .toy import ToyObjective, ToyRegressionModel, assert_same_weights, toy_args, toy_dataset, toy_model, weights
 
@@ -49,22 +49,7 @@ def _torchrun(*script_args: str, timeout: float = 240) -> subprocess.CompletedPr
         "GLOO_SOCKET_IFNAME": "lo",
         "CUDA_VISIBLE_DEVICES": "",
     }
-    process = subprocess.Popen(
-        command,
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"torchrun did not finish within {timeout} s:\n{output[-4000:]}")
-    return subprocess.CompletedProcess(command, process.returncode, output)
+    return run_in_new_session(command, timeout=timeout, what="torchrun", cwd=REPO_ROOT, env=env)
 
 
 def test_two_processes_train_in_sync_and_match_one_process(tmp_path):
