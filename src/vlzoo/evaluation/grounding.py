@@ -4,20 +4,28 @@ from numbers import Real
 from typing import Any
 
 import numpy as np
+import torch
+
+from vlzoo.layers.box_ops import box_cxcywh_to_xyxy
+from vlzoo.layers.box_ops import paired_box_iou as shared_paired_box_iou
 
 from ._arrays import to_numpy
 
 BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 
 
-def _to_xyxy(boxes: np.ndarray, box_format: str) -> np.ndarray:
-    """Convert `[N, 4]` boxes from `box_format` to corners (x1, y1, x2, y2)."""
-    if box_format == "xyxy":
-        return boxes
+def _to_xyxy(boxes: np.ndarray, box_format: str) -> torch.Tensor:
+    """`[N, 4]` boxes in `box_format` as corners (x1, y1, x2, y2); inverted boxes collapse to empty ones.
+
+    A prediction may be degenerate: collapsing it (x2 = max(x1, x2)) keeps its IoU at 0 where the shared box ops,
+    which reject inverted corners, would raise.
+    """
+    corners = torch.from_numpy(boxes)
     if box_format == "xywh":
-        return np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
-    half_size = boxes[:, 2:] / 2
-    return np.concatenate([boxes[:, :2] - half_size, boxes[:, :2] + half_size], axis=1)
+        corners = torch.cat([corners[:, :2], corners[:, :2] + corners[:, 2:]], dim=1)
+    elif box_format == "cxcywh":
+        corners = box_cxcywh_to_xyxy(corners)
+    return torch.cat([corners[:, :2], torch.maximum(corners[:, 2:], corners[:, :2])], dim=1)
 
 
 def paired_box_iou(pred_boxes: Any, target_boxes: Any, box_format: str = "xyxy") -> np.ndarray:
@@ -40,13 +48,8 @@ def paired_box_iou(pred_boxes: Any, target_boxes: Any, box_format: str = "xyxy")
         raise ValueError(
             f"`pred_boxes` and `target_boxes` must hold one box per example; got {len(first)} and {len(second)}."
         )
-    top_left = np.maximum(first[:, :2], second[:, :2])
-    bottom_right = np.minimum(first[:, 2:], second[:, 2:])
-    intersection = np.clip(bottom_right - top_left, 0, None).prod(axis=1)
-    area1 = np.clip(first[:, 2:] - first[:, :2], 0, None).prod(axis=1)
-    area2 = np.clip(second[:, 2:] - second[:, :2], 0, None).prod(axis=1)
-    union = area1 + area2 - intersection
-    return np.divide(intersection, union, out=np.zeros_like(union), where=union > 0)
+    # two empty boxes have a zero union: their IoU is 0, not NaN
+    return torch.nan_to_num(shared_paired_box_iou(first, second), nan=0.0).numpy()
 
 
 def grounding_accuracy(pred_boxes: Any, target_boxes: Any, threshold: float = 0.5, box_format: str = "xyxy") -> float:
