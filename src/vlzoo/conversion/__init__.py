@@ -22,10 +22,13 @@ from .pipeline import (
     run_cli,
     run_from_args,
 )
+from .plain_pickle import PlainDataUnpickler, load_plain_pickle
 from .restricted_unpickler import InertObject
 from .safe_load import WEIGHTS_ONLY_ALLOWED_GLOBALS, LoadedCheckpoint, load_checkpoint
 
 __all__ = [
+    "PlainDataUnpickler",
+    "load_plain_pickle",
     "WEIGHTS_ONLY_ALLOWED_GLOBALS",
     "ConversionError",
     "ConversionResult",

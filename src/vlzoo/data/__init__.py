@@ -1,7 +1,8 @@
 """Data for vlzoo: the synthetic ``shapes`` DatasetDict and readers that bring real files into the same schema."""
 
+from vlzoo.conversion.plain_pickle import load_plain_pickle
+
 from .readers import read_caption_dataset, read_refcoco, read_vqa
-from .safe_pickle import load_plain_pickle
 from .schema import example_features
 from .shapes import COLORS, SCHEMA_VERSION, SHAPES, SIZES, class_names, class_prompts, load_shapes
 

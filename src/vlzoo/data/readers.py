@@ -14,7 +14,8 @@ from pathlib import Path
 
 import datasets
 
-from .safe_pickle import load_plain_pickle
+from vlzoo.conversion.plain_pickle import load_plain_pickle
+
 from .schema import empty_objects, empty_questions, example_features
 
 PathLike = str | os.PathLike

@@ -1,4 +1,4 @@
-"""Loading annotation pickles (e.g. RefCOCO's ``refs(unc).p``) without ever executing code from the file."""
+"""Loading pickles of plain data (e.g. RefCOCO's ``refs(unc).p``) without ever executing code from the file."""
 
 import io
 import pickle
