@@ -13,29 +13,18 @@ import time
 import torch
 
 import vlzoo  # noqa: F401
+from vlzoo.demo import demo_config
 from vlzoo.models.ms_clip import MsClipConfig, MsClipModel
-
-SMALL = {
-    "vision_config": {"hidden_size": 96, "intermediate_size": 384, "num_attention_heads": 3, "image_size": 64,
-                      "patch_size": 8, "num_hidden_layers": 4, "stem_strides": [2, 2, 1, 1],
-                      "lateral_adapter_layers": [1, 2, 3], "branch_strides": [2, 2, 2], "adapter_kernel_sizes": [4, 2, 1]},
-    "text_config": {"hidden_size": 96, "intermediate_size": 384, "num_attention_heads": 3, "num_hidden_layers": 5},
-    "projection_dim": 64,
-    "num_shared_layers": 4,
-}  # fmt: skip
 
 
 def build(preset: str, small: bool, device: torch.device) -> MsClipModel:
-    overrides = {}
-    if small:
-        overrides = json.loads(json.dumps(SMALL))
-        if preset == "vanilla":
-            overrides["vision_config"] = {**overrides["vision_config"], "num_hidden_layers": 5}
-            for key in ("stem_strides", "lateral_adapter_layers", "branch_strides", "adapter_kernel_sizes"):
-                overrides["vision_config"].pop(key)
-            overrides.pop("num_shared_layers")
+    """A released-size model from `preset`, or the demo-sized one of the same kind (`vlzoo demo`'s models)."""
     torch.manual_seed(0)
-    return MsClipModel(MsClipConfig.from_preset(preset, **overrides)).to(device).eval()
+    if small:
+        config = demo_config("vanilla" if preset == "vanilla" else "ms_clip")
+    else:
+        config = MsClipConfig.from_preset(preset)
+    return MsClipModel(config).to(device).eval()
 
 
 def inputs(model: MsClipModel, batch: int, device: torch.device) -> dict[str, torch.Tensor]:
