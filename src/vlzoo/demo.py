@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .data import class_names, load_shapes
 from .evaluation.zero_shot_shapes import zero_shot_scores
-from .models.ms_clip import MsClipConfig, MsClipImageProcessor, MsClipModel, MsClipProcessor, MsClipTokenizer
+from .models.ms_clip import MsClipConfig, MsClipModel, MsClipProcessor
 from .training import ContrastiveObjective, TrainingArguments, train
 
 IMAGE_SIZE = 64
@@ -47,9 +47,7 @@ def demo_config(kind: str) -> MsClipConfig:
 
 def demo_processor() -> MsClipProcessor:
     """The real CLIP BPE tokenizer and the original MS-CLIP transform at the demo resolution."""
-    return MsClipProcessor(
-        image_processor=MsClipImageProcessor(size=IMAGE_SIZE, crop_size=IMAGE_SIZE), tokenizer=MsClipTokenizer()
-    )
+    return MsClipProcessor.from_model_config(demo_config("ms_clip"))
 
 
 @dataclass

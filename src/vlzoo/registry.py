@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import transformers
 from transformers import (
@@ -31,6 +32,8 @@ class Family:
         variants: names of the released checkpoints (config presets).
         status: a short line for the README table.
         training_objective: the objective `vlzoo train` uses (`contrastive`, ...).
+        config_builder: `(preset, **overrides) -> config`, for building a model from a released configuration.
+        processor_builder: `config -> processor` matching that model (resolution, vocabulary).
     """
 
     key: str
@@ -48,6 +51,7 @@ class Family:
     status: str = ""
     training_objective: str = "contrastive"
     config_builder: Callable[..., PreTrainedConfig] | None = field(default=None, compare=False)
+    processor_builder: Callable[[PreTrainedConfig], Any] | None = field(default=None, compare=False)
 
     @property
     def model_type(self) -> str:
@@ -90,6 +94,7 @@ def _ms_clip() -> Family:
         status="complete: b32-yfcc, b32-laion, b16-yfcc converters, vanilla baseline, training, pipelines",
         training_objective="contrastive",
         config_builder=MsClipConfig.from_preset,
+        processor_builder=MsClipProcessor.from_model_config,
     )
 
 

@@ -96,10 +96,9 @@ def build_model_and_processor(model_section: dict[str, Any]):
     config = family.config_builder(
         model_section.get("preset", family.variants[0]), **(model_section.get("config") or {})
     )
-    size = config.vision_config.image_size
-    processor = family.processor_class(
-        image_processor=family.image_processor_class(size=size, crop_size=size), tokenizer=family.tokenizer_class()
-    )
+    if family.processor_builder is None:
+        raise ValueError(f"family {family.key!r} cannot build a processor for a new model: set model.pretrained")
+    processor = family.processor_builder(config)
     return model_class(config), processor, family
 
 

@@ -9,13 +9,10 @@ import torch
 from transformers import PreTrainedModel
 
 from vlzoo.conversion import ConversionError, FamilyConverter, KeyMap, Transform, split_transform
-from vlzoo.processing.clip_bpe import clip_bpe_vocab_and_merges
 
 from .configuration_ms_clip import PRESETS, MsClipConfig
-from .image_processing_ms_clip import MsClipImageProcessor
 from .modeling_ms_clip import MsClipModel
 from .processing_ms_clip import MsClipProcessor
-from .tokenization_ms_clip import MsClipTokenizer
 
 VARIANTS = tuple(PRESETS)
 
@@ -432,23 +429,7 @@ class MsClipConverter(FamilyConverter):
         return MsClipModel(config)
 
     def build_processor(self, config: MsClipConfig) -> MsClipProcessor:
-        """The original eval transform at the model's resolution and the CLIP BPE tokenizer.
-
-        Released models use the full 49408-token vocabulary; a smaller vocabulary (the tiny fixtures) gets the
-        same BPE truncated to its first merges, exactly how those vocabularies were made.
-        """
-        size = config.vision_config.image_size
-        vocab_size = config.text_config.vocab_size
-        if vocab_size < 514:
-            raise MsClipConversionError(
-                f"vocabulary of {vocab_size} tokens: a CLIP BPE vocabulary has 512 byte tokens, merges and 2 specials"
-            )
-        if vocab_size == 49408:
-            tokenizer = MsClipTokenizer()
-        else:
-            tokenizer = MsClipTokenizer(*clip_bpe_vocab_and_merges(num_merges=vocab_size - 514))
-        image_processor = MsClipImageProcessor(size=size, crop_size=size)
-        return MsClipProcessor(image_processor=image_processor, tokenizer=tokenizer)
+        return MsClipProcessor.from_model_config(config)
 
     def parity_outputs(self, model: PreTrainedModel, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         previous = model.config._attn_implementation

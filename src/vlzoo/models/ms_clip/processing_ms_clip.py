@@ -3,10 +3,16 @@
 from transformers.image_processing_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
+from vlzoo.processing.clip_bpe import clip_bpe_vocab_and_merges
+
+from .configuration_ms_clip import MsClipConfig
 from .image_processing_ms_clip import MsClipImageProcessor
 from .tokenization_ms_clip import MsClipTokenizer
 
 __all__ = ["MsClipProcessor"]
+
+FULL_VOCAB_SIZE = 49408
+BYTE_TOKENS_AND_SPECIALS = 514  # 256 bytes, 256 bytes + "</w>", <|startoftext|>, <|endoftext|>
 
 
 class MsClipProcessor(ProcessorMixin):
@@ -21,6 +27,26 @@ class MsClipProcessor(ProcessorMixin):
         image_processor = MsClipImageProcessor() if image_processor is None else image_processor
         tokenizer = MsClipTokenizer() if tokenizer is None else tokenizer
         super().__init__(image_processor, tokenizer, **kwargs)
+
+    @classmethod
+    def from_model_config(cls, config: MsClipConfig) -> "MsClipProcessor":
+        """The original eval transform at the model's resolution and the CLIP BPE tokenizer of its vocabulary size.
+
+        Released models use the full 49408-token vocabulary; a smaller vocabulary (the tiny fixtures) gets the same
+        BPE truncated to its first merges, exactly how those vocabularies were made.
+        """
+        size = config.vision_config.image_size
+        vocab_size = config.text_config.vocab_size
+        if vocab_size == FULL_VOCAB_SIZE:
+            tokenizer = MsClipTokenizer()
+        elif vocab_size < BYTE_TOKENS_AND_SPECIALS:
+            raise ValueError(
+                f"text_config.vocab_size is {vocab_size}; a CLIP BPE vocabulary has 512 byte tokens, merges and 2 "
+                "special tokens"
+            )
+        else:
+            tokenizer = MsClipTokenizer(*clip_bpe_vocab_and_merges(num_merges=vocab_size - BYTE_TOKENS_AND_SPECIALS))
+        return cls(image_processor=MsClipImageProcessor(size=size, crop_size=size), tokenizer=tokenizer)
 
     def __call__(
         self,
