@@ -267,19 +267,19 @@ def test_parity_failure_writes_nothing_and_keeps_the_old_folder(workdir: Path):
     bad_reference = workdir / "bad_io.safetensors"
     safetensors.torch.save_file(tensors, str(bad_reference))
     out = workdir / "out"
-    out.mkdir()
-    (out / "previous.txt").write_text("keep me")
+    convert_checkpoint(TinyConverter(), workdir / "model.pth", out)  # an earlier conversion, without parity.json
+    previous = {name: (out / name).read_bytes() for name in _entries(out)}
     with pytest.raises(ParityError) as error:
         convert_checkpoint(TinyConverter(), workdir / "model.pth", out, verify_against=bad_reference, overwrite=True)
     assert "logits" in str(error.value) and "FAIL" in str(error.value)
     assert error.value.report.failures[0].name == "logits"
-    assert _entries(out) == ["previous.txt"]
+    assert {name: (out / name).read_bytes() for name in _entries(out)} == previous
     assert _entries(workdir) == ["bad_io.safetensors", *INPUT_FILES, "out"]
     # A looser tolerance accepts the same reference, and the old folder is then replaced.
     convert_checkpoint(
         TinyConverter(), workdir / "model.pth", out, verify_against=bad_reference, overwrite=True, atol=2e-3
     )
-    assert "previous.txt" not in _entries(out) and "model.safetensors" in _entries(out)
+    assert "parity.json" in _entries(out) and _entries(workdir) == ["bad_io.safetensors", *INPUT_FILES, "out"]
 
 
 def test_existing_output_is_refused_before_any_work(workdir: Path):

@@ -125,7 +125,8 @@ def convert_checkpoint(
         original_config: the original training config, as a dict or a JSON file path.
         variant: a released variant name from ``converter.variants``.
         verify_against: an io.safetensors file of reference inputs/outputs.
-        overwrite: replace a non-empty ``output_dir`` (only once the new folder is complete).
+        overwrite: replace an ``output_dir`` that vlzoo wrote and that holds nothing else, once the new folder is
+            complete; other folders are refused, and the inputs must lie outside ``output_dir``.
         atol: parity tolerance (max absolute difference).
 
     Raises:
@@ -141,7 +142,9 @@ def convert_checkpoint(
     if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol >= 0:
         raise ValueError(f"atol must be a non-negative number, got {atol!r}")
     _check_variant(converter, variant)
-    check_output_dir(output_dir, overwrite=overwrite)
+    # The inputs must lie outside the output folder: replacing it must never delete them.
+    inputs = (checkpoint, original_config if isinstance(original_config, (str, Path)) else None, verify_against)
+    check_output_dir(output_dir, overwrite=overwrite, inputs=inputs)
     config_dict = _read_original_config(original_config)
 
     loaded = load_checkpoint(checkpoint, strip_prefixes=tuple(converter.strip_prefixes))
@@ -175,7 +178,7 @@ def convert_checkpoint(
         logger.info(f"Parity against {verify_against} passed at atol={atol:g}")
 
     processor = converter.build_processor(config)
-    with atomic_output_dir(output_dir, overwrite=overwrite) as temporary:
+    with atomic_output_dir(output_dir, overwrite=overwrite, inputs=inputs, writer="vlzoo convert") as temporary:
         # save_original_format=False: the keys written are exactly the ones checked above.
         model.save_pretrained(temporary, save_original_format=False)
         if processor is not None:
@@ -320,7 +323,11 @@ def add_common_cli_arguments(
         metavar="IO_SAFETENSORS",
         help="reference inputs/outputs; the conversion is written only if they are reproduced",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output-dir once complete")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an --output-dir that vlzoo wrote and that holds nothing else, once the new one is complete",
+    )
     parser.add_argument("--atol", type=float, default=1e-4, help="parity tolerance, max absolute difference")
     return parser
 
