@@ -10,7 +10,7 @@ from vlzoo.training import TrainingArguments, load_training_config
 def test_defaults_and_round_trip(tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path))
     assert (args.num_epochs, args.per_device_batch_size, args.learning_rate) == (1, 32, 5e-4)
-    assert (args.mixed_precision, args.save_total_limit, args.max_steps) == ("no", 2, None)
+    assert (args.mixed_precision, args.save_total_limit, args.max_steps) == (None, 2, None)
     assert TrainingArguments.from_dict(args.to_dict()) == args
     json.dumps(args.to_dict())
 

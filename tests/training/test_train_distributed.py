@@ -95,6 +95,7 @@ def test_two_processes_train_in_sync_and_match_one_process(tmp_path):
     # Saved once, by the main process, and reloadable; each state folder holds both ranks' RNG states.
     assert (results_dir / "processor_saves.log").read_text().split() == ["0"]
     assert sorted(p.name for p in output_dir.iterdir()) == [
+        ".vlzoo-output.json",
         "checkpoints",
         "config.json",
         "model.safetensors",

@@ -20,6 +20,7 @@ class TrainingArguments:
 
     Args:
         output_dir: Folder for the final model (`save_pretrained` layout) and `checkpoints/step_N` state folders.
+            It must be absent or empty unless the run resumes: a finished model is never silently replaced.
         num_epochs: Passes over the training data; ignored when `max_steps` is set.
         max_steps: Total optimizer steps; overrides `num_epochs` (the data is cycled as often as needed).
         max_time_seconds: Wall-time budget of one `train` call. The step that crosses it finishes, then evaluation and
@@ -34,6 +35,8 @@ class TrainingArguments:
             planned step.
         max_grad_norm: Clip the global gradient norm to this value before each optimizer step; `None` disables it.
         mixed_precision: "no", "fp16" or "bf16" (Accelerate autocast; on CPU only "bf16" changes the compute dtype).
+            `None` (the default) defers to the launcher: `accelerate launch --mixed_precision bf16` or an Accelerate
+            config file (through `ACCELERATE_MIXED_PRECISION`), else "no". A value set here wins over the launcher.
         gradient_accumulation_steps: Batches whose gradients are summed (as a mean) before one optimizer step.
         gradient_checkpointing: Recompute activations in the backward pass to save memory; the model must support it.
         eval_every_steps: Evaluate every this many optimizer steps, and at the end; `None` evaluates only at the end.
@@ -41,7 +44,10 @@ class TrainingArguments:
             `output_dir/checkpoints/step_N` every this many steps, and when a run stops early on time or on request.
         save_total_limit: Keep only the newest this many state folders; `None` keeps all of them.
         resume_from: A state folder written by the trainer, or "latest" for the newest one under
-            `output_dir/checkpoints`. State folders contain pickles: resume only from folders you wrote.
+            `output_dir/checkpoints`. Resuming is the only way to train into a non-empty `output_dir`. The folder is
+            checked first against the sizes and SHA-256 sums recorded in its `trainer_state.json`; files the
+            trainer never writes (such as Accelerate's `custom_checkpoint_N.pkl`, which would be unpickled with
+            `weights_only=False`) are refused.
         seed: Seeds Python, NumPy and torch, the shuffling order (a function of seed and epoch) and objectives.
         num_workers: DataLoader worker processes (0 loads in the training process).
         log_every_steps: Average the training loss over this many steps into `train_loss_history`.
@@ -59,7 +65,7 @@ class TrainingArguments:
     weight_decay: float = 0.1
     warmup_steps: int = 0
     max_grad_norm: float | None = 1.0
-    mixed_precision: str = "no"
+    mixed_precision: str | None = None
     gradient_accumulation_steps: int = 1
     gradient_checkpointing: bool = False
     eval_every_steps: int | None = None
@@ -87,9 +93,10 @@ class TrainingArguments:
         self.weight_decay = _check_float("weight_decay", self.weight_decay, positive=False)
         self.max_grad_norm = _check_float("max_grad_norm", self.max_grad_norm, positive=True, optional=True)
         self.max_time_seconds = _check_float("max_time_seconds", self.max_time_seconds, positive=True, optional=True)
-        if self.mixed_precision not in MIXED_PRECISION_CHOICES:
+        if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION_CHOICES:
             raise ValueError(
-                f"TrainingArguments.mixed_precision must be one of {MIXED_PRECISION_CHOICES}, got {self.mixed_precision!r}."
+                f"TrainingArguments.mixed_precision must be one of {MIXED_PRECISION_CHOICES} or None (the launcher's "
+                f"setting), got {self.mixed_precision!r}."
             )
         for name in ("gradient_checkpointing", "progress_bar", "save_final_model"):
             if not isinstance(getattr(self, name), bool):

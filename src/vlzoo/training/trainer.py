@@ -33,9 +33,11 @@ from transformers.utils import logging
 
 from .arguments import TrainingArguments
 from .callbacks import TrainerCallback
-from .checkpoints import resolve_resume_dir, save_checkpoint
+from .checkpoints import checkpoint_dirs, load_state_dir, resolve_resume_dir, save_checkpoint
+from .errors import TrainingDivergedError
 from .objective import Objective
 from .optimization import build_optimizer, build_scheduler
+from .run_folder import check_run_folder, final_model_clashes, install_final_model, mark_run_folder
 from .sampling import EpochShuffleSampler
 from .state import TrainerState
 
@@ -95,13 +97,22 @@ def train(
 
     Returns:
         A `TrainResult`. Call `train` on every process when launched on several.
+
+    Raises:
+        FileExistsError: `args.output_dir` already holds files and the run does not resume (a new run never
+            replaces a folder), or a resumed run would overwrite files the trainer did not write.
+        StateFolderError: the state folder to resume from has a missing, truncated, altered or unexpected file.
+        TrainingDivergedError: the loss, the gradient norm or the parameters stopped being finite; nothing of that
+            step is saved.
     """
     start = time.monotonic()
     _check_inputs(model, objective, train_dataset, args, eval_dataset, processor)
+    check_run_folder(args.output_dir, resuming=args.resume_from is not None)
     callbacks = list(callbacks or [])
 
     # AcceleratorState is a process-wide singleton that refuses a second mixed-precision setting; each `train`
-    # call configures its own (the distributed process group, held by PartialState, is kept).
+    # call configures its own (the distributed process group, held by PartialState, is kept). mixed_precision=None
+    # lets Accelerate read the launcher's choice (ACCELERATE_MIXED_PRECISION, set by `accelerate launch`).
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
     accelerator = Accelerator(
@@ -130,14 +141,14 @@ def train(
     total_steps = args.max_steps if args.max_steps is not None else args.num_epochs * steps_per_epoch
     optimizer = build_optimizer(model, args.learning_rate, args.weight_decay)
     scheduler = build_scheduler(optimizer, args.warmup_steps, total_steps)
+    # The scheduler's state goes into trainer_state.json (JSON), not through Accelerate's pickled custom objects.
     model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
 
     state = TrainerState()
     if args.resume_from is not None:
         resume_dir = resolve_resume_dir(args.resume_from, args.output_dir)
-        accelerator.load_state(str(resume_dir))
-        state = TrainerState.load(resume_dir)
+        state = load_state_dir(accelerator, resume_dir)
+        scheduler.load_state_dict(state.scheduler_state)
         if state.batches_in_epoch >= batches_per_epoch:
             raise ValueError(
                 f"resume_from={args.resume_from!r}: the state has consumed {state.batches_in_epoch} batches of an epoch "
@@ -148,7 +159,7 @@ def train(
     state.max_steps = total_steps
     state.is_main_process = accelerator.is_main_process
     if accelerator.is_main_process:
-        os.makedirs(args.output_dir, exist_ok=True)
+        mark_run_folder(args.output_dir)
     logger.info(
         f"Training {total_steps} steps: {batches_per_epoch} batches of {args.per_device_batch_size} per process and "
         f"epoch, {accelerator.num_processes} process(es), accumulation {args.gradient_accumulation_steps}."
@@ -182,8 +193,9 @@ def train(
             with accelerator.accumulate(model):
                 loss = objective.compute_loss(model, batch)
                 accelerator.backward(loss)
+                grad_norm = None
                 if accelerator.sync_gradients and args.max_grad_norm is not None:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
                 optimizer.step()
                 if accelerator.sync_gradients and not accelerator.optimizer_step_was_skipped:
                     scheduler.step()
@@ -208,13 +220,24 @@ def train(
                 local_reason = "max_time"
             elif state.should_stop:
                 local_reason = "callback"
-            stop_reason = _agree_on_stop(accelerator, local_reason)
+            # The loss sum since the last log turns non-finite with the first bad batch; a fp16 step the gradient
+            # scaler skipped is not a divergence.
+            problems = torch.stack(
+                [~torch.isfinite(loss_sum), torch.zeros((), dtype=torch.bool, device=loss_sum.device)]
+            )
+            if grad_norm is not None and not accelerator.optimizer_step_was_skipped:
+                problems[1] = ~torch.isfinite(torch.as_tensor(grad_norm, device=loss_sum.device))
+            stop_reason, diverged = _agree_on_stop(accelerator, local_reason, problems)
+            if any(diverged):
+                progress.close()
+                what = "the training loss" if diverged[0] else "the gradient norm"
+                raise _diverged(state.global_step, f"{what} is not finite", args)
 
             eval_due = args.eval_every_steps is not None and state.global_step % args.eval_every_steps == 0
             if eval_dataset is not None and (eval_due or stop_reason is not None):
                 _evaluate(objective, model, eval_dataset, accelerator, args, state, callbacks)
                 if stop_reason is None:
-                    stop_reason = _agree_on_stop(accelerator, "callback" if state.should_stop else None)
+                    stop_reason, _ = _agree_on_stop(accelerator, "callback" if state.should_stop else None)
 
             if state.global_step % args.log_every_steps == 0 or stop_reason is not None:
                 mean = accelerator.reduce(loss_sum / loss_batches, reduction="mean").item()
@@ -231,13 +254,15 @@ def train(
                 state.global_step % args.save_state_every_steps == 0 or stop_reason in ("max_time", "callback")
             )
             if save_due:
-                save_checkpoint(accelerator, state, args.output_dir, args.save_total_limit)
+                _check_finite_parameters(model, state.global_step, args)
+                save_checkpoint(accelerator, state, args.output_dir, args.save_total_limit, scheduler.state_dict())
             if stop_reason is not None:
                 break
     progress.close()
 
     final_model_dir = None
     if args.save_final_model:
+        _check_finite_parameters(model, state.global_step, args)
         final_model_dir = _save_final_model(accelerator, model, processor, args.output_dir)
     for callback in callbacks:
         callback.on_train_end(args, state)
@@ -334,12 +359,38 @@ def _check_process_count(accelerator: Accelerator) -> None:
         )
 
 
-def _agree_on_stop(accelerator: Accelerator, reason: str | None) -> str | None:
-    """The same stop decision on every process: time budgets and callbacks may disagree between processes."""
-    if accelerator.num_processes == 1:
-        return reason
-    code = torch.tensor(_STOP_REASONS.index(reason), device=accelerator.device)
-    return _STOP_REASONS[int(accelerator.reduce(code, reduction="max").item())]
+def _agree_on_stop(
+    accelerator: Accelerator, reason: str | None, problems: torch.Tensor | None = None
+) -> tuple[str | None, list[bool]]:
+    """The same stop decision and divergence flags on every process, in one reduction.
+
+    Time budgets and callbacks may disagree between processes, and a loss may turn non-finite on one process only.
+    """
+    flags = problems if problems is not None else torch.zeros(2, dtype=torch.bool, device=accelerator.device)
+    code = torch.cat([torch.tensor([_STOP_REASONS.index(reason)], device=flags.device), flags.long()])
+    if accelerator.num_processes > 1:
+        code = accelerator.reduce(code, reduction="max")
+    values = code.tolist()
+    return _STOP_REASONS[int(values[0])], [bool(value) for value in values[1:]]
+
+
+def _diverged(step: int, what: str, args: TrainingArguments) -> TrainingDivergedError:
+    saved = checkpoint_dirs(args.output_dir)
+    last = f"the last state folder is {saved[-1]}" if saved else "no state folder was saved"
+    return TrainingDivergedError(
+        f"training diverged at step {step}: {what}; nothing of this step was saved ({last}). Lower learning_rate "
+        f"(now {args.learning_rate:g}), set max_grad_norm, or check the data.",
+        step,
+    )
+
+
+def _check_finite_parameters(model: torch.nn.Module, step: int, args: TrainingArguments) -> None:
+    """Refuse to save NaN or infinite weights (one device synchronisation for all parameters)."""
+    parameters = list(model.named_parameters())
+    if not parameters or bool(torch.stack([torch.isfinite(p.detach()).all() for _, p in parameters]).all()):
+        return
+    name = next(name for name, p in parameters if not bool(torch.isfinite(p.detach()).all()))
+    raise _diverged(step, f"parameter {name} holds NaN or infinite values", args)
 
 
 def _evaluate(
@@ -367,9 +418,13 @@ def _evaluate(
 
 
 def _save_final_model(accelerator: Accelerator, model: torch.nn.Module, processor: Any, output_dir: str) -> str:
-    """`save_pretrained` into a temporary folder, then move the files into `output_dir` (main process only)."""
+    """`save_pretrained` into a temporary folder, then move the files into `output_dir` (main process only).
+
+    Only files an earlier final save of this run wrote are replaced; the ones it wrote and this one does not are
+    removed, so no stale file describes the new weights.
+    """
     output = Path(output_dir)
-    partial = output / ".partial_final_model"
+    partial = output / ".partial_final_model"  # the trainer's own temporary folder, left over only by a crash
     if accelerator.is_main_process and partial.exists():
         shutil.rmtree(partial)
     accelerator.wait_for_everyone()
@@ -381,13 +436,17 @@ def _save_final_model(accelerator: Accelerator, model: torch.nn.Module, processo
     if accelerator.is_main_process and processor is not None:
         processor.save_pretrained(partial)
     accelerator.wait_for_everyone()
+    clashes = final_model_clashes(partial, output)  # on every process, so that all of them stop together
+    accelerator.wait_for_everyone()
+    if clashes:
+        if accelerator.is_main_process:
+            shutil.rmtree(partial)
+        raise FileExistsError(
+            f"output_dir {output} holds {', '.join(clashes)}, which the trainer did not write; the final model was "
+            "not saved over them: move them out and resume, or choose another output_dir."
+        )
     if accelerator.is_main_process:
-        for item in partial.iterdir():
-            target = output / item.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(item, target)
-        partial.rmdir()
+        install_final_model(partial, output)
     accelerator.wait_for_everyone()
     return str(output)
 
