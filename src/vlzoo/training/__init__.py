@@ -4,6 +4,7 @@ from .arguments import MIXED_PRECISION_CHOICES, TrainingArguments, load_training
 from .callbacks import TrainerCallback
 from .checkpoints import CHECKPOINTS_DIR, checkpoint_dirs, resolve_resume_dir
 from .contrastive_objective import ContrastiveObjective
+from .errors import StateFolderError, TrainingDivergedError
 from .evaluation import evaluation_batches, mean_loss
 from .objective import EvaluatingObjective, Objective
 from .optimization import build_optimizer, build_scheduler, parameter_groups
@@ -18,9 +19,11 @@ __all__ = [
     "EpochShuffleSampler",
     "EvaluatingObjective",
     "Objective",
+    "StateFolderError",
     "TrainResult",
     "TrainerCallback",
     "TrainerState",
+    "TrainingDivergedError",
     "TrainingArguments",
     "build_optimizer",
     "build_scheduler",
