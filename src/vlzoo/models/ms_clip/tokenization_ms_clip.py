@@ -1,6 +1,6 @@
 """MS-CLIP tokenizer: the original CLIP BPE ids, pad id 0, context 77, truncation that keeps the end token."""
 
-from tokenizers import Regex, normalizers, pre_tokenizers
+from tokenizers import AddedToken, Regex, normalizers, pre_tokenizers
 from transformers.models.clip.tokenization_clip import CLIPTokenizer
 from transformers.utils import logging
 
@@ -61,6 +61,13 @@ class MsClipTokenizer(CLIPTokenizer):
     punctuation run swallows `"<|"` and splits it into ordinary pieces; letters assigned in recent Unicode versions
     (16 and later) may split differently, as they already do between versions of the `regex` package.
 
+    Decoding: `decode`/`batch_decode` with `skip_special_tokens=True` also drop the padding (pad ids after the last
+    token, or before the start token with left padding). A CLIP word always ends with an end-of-word piece, so a
+    trailing id 0 can only be padding. Tokens added with `add_tokens` decode as separate words (BPE pieces carry the
+    word boundaries, added tokens do not). Texts are cleaned and lowercased before matching, so an added token only
+    matches when it survives that cleaning: non-special tokens are lowercased like the texts; a special token (or an
+    `AddedToken(normalized=False)`) that cleaning would change raises a `ValueError` when added.
+
     Without `vocab`/`merges` (or a `tokenizer_file`) the full CLIP vocabulary (49408 ids) is built from the
     shipped merges file, offline. Truncated vocabularies come from `clip_bpe_vocab_and_merges(num_merges=...)`.
     """
@@ -113,6 +120,65 @@ class MsClipTokenizer(CLIPTokenizer):
     def encode(self, *args, truncation: bool | str | None = None, **kwargs) -> list[int]:
         """Encode like `PreTrainedTokenizerBase.encode`, truncating to the context by default."""
         return super().encode(*args, truncation=True if truncation is None else truncation, **kwargs)
+
+    def _add_tokens(self, new_tokens: list[str | AddedToken], special_tokens: bool = False) -> int:
+        for token in new_tokens:
+            content = str(token)
+            normalized = token.normalized if isinstance(token, AddedToken) else not special_tokens
+            if not normalized and content != clean_clip_text(content):
+                raise ValueError(
+                    f"the token {content!r} can never match: MsClipTokenizer cleans and lowercases texts before "
+                    f"matching tokens that are special or not normalized; add {clean_clip_text(content)!r} instead."
+                )
+        return super()._add_tokens(new_tokens, special_tokens=special_tokens)
+
+    def _without_padding(self, ids: list[int]) -> list[int]:
+        """Drop trailing pad ids, and pad ids before the first start token (left padding)."""
+        pad_id = self.pad_token_id
+        if pad_id is None:
+            return ids
+        end = len(ids)
+        while end > 0 and ids[end - 1] == pad_id:
+            end -= 1
+        start = 0
+        if self.bos_token_id in ids[:end]:
+            first_bos = ids.index(self.bos_token_id)
+            if all(token_id == pad_id for token_id in ids[:first_bos]):
+                start = first_bos
+        return ids[start:end]
+
+    def _decode(
+        self,
+        token_ids: int | list[int],
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+        **kwargs,
+    ) -> str:
+        if isinstance(token_ids, int):
+            token_ids = [token_ids]
+        if isinstance(token_ids, dict):
+            token_ids = token_ids["input_ids"]
+        ids = [int(token_id) for token_id in token_ids]
+        if skip_special_tokens:
+            ids = self._without_padding(ids)
+        decode_kwargs = {"clean_up_tokenization_spaces": clean_up_tokenization_spaces, **kwargs}
+        # Tokens outside the BPE vocabulary (added with add_tokens) have no end-of-word mark: decode the BPE runs
+        # between them separately and put each added token in as a word.
+        bpe_vocab_size = self._tokenizer.get_vocab_size(with_added_tokens=False)
+        if all(token_id < bpe_vocab_size for token_id in ids):
+            return super()._decode(ids, skip_special_tokens=skip_special_tokens, **decode_kwargs)
+        special_ids = set(self.all_special_ids)
+        words, run = [], []
+        for token_id in [*ids, None]:
+            if token_id is not None and token_id < bpe_vocab_size:
+                run.append(token_id)
+                continue
+            if run:
+                words.append(super()._decode(run, skip_special_tokens=skip_special_tokens, **decode_kwargs))
+                run = []
+            if token_id is not None and not (skip_special_tokens and token_id in special_ids):
+                words.append(self.convert_ids_to_tokens(token_id))
+        return " ".join(word for word in words if word)
 
     def _encode_plus(self, text, text_pair=None, **kwargs):
         is_split_into_words = kwargs.get("is_split_into_words", False)
