@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vlzoo.evaluation import grounding_accuracy, paired_box_iou
+from vlzoo.evaluation import grounding_accuracy, grounding_iou
 
 TARGET = [0.0, 0.0, 10.0, 10.0]
 
@@ -17,7 +17,7 @@ def test_iou_of_known_pairs():
         [20, 20, 30, 30],  # disjoint -> 0
         [10, 10, 0, 0],  # inverted corners count as empty -> 0
     ]
-    iou = paired_box_iou(predictions, [TARGET] * 5)
+    iou = grounding_iou(predictions, [TARGET] * 5)
     np.testing.assert_allclose(iou, [1.0, 0.5, 1 / 3, 0.0, 0.0])
 
 
@@ -37,7 +37,7 @@ def test_accuracy_uses_inclusive_threshold():
     ],
 )
 def test_box_formats(box_format, prediction, target):
-    assert paired_box_iou([prediction], [target], box_format=box_format)[0] == pytest.approx(0.5)
+    assert grounding_iou([prediction], [target], box_format=box_format)[0] == pytest.approx(0.5)
 
 
 def test_invalid_inputs():

@@ -48,6 +48,19 @@ def test_xyxy_format_uses_corners_directly():
     assert losses["loss_giou"].item() == pytest.approx(giou, abs=1e-12)
 
 
+def test_xywh_format_takes_l1_on_xywh_and_giou_on_corners():
+    def xywh(cx, cy, w, h):
+        return (cx - w / 2, cy - h / 2, w, h)
+
+    pred = torch.tensor([xywh(*box) for box in PRED], dtype=torch.float64)
+    target = torch.tensor([xywh(*box) for box in TARGET], dtype=torch.float64)
+    l1 = (pred - target).abs().sum(dim=1).mean().item()
+    giou = sum(1 - _giou_by_hand(_corners(*p), _corners(*t)) for p, t in zip(PRED, TARGET, strict=True)) / len(PRED)
+    losses = box_regression_loss(pred, target, box_format="xywh")
+    assert losses["loss_l1"].item() == pytest.approx(l1, abs=1e-12)
+    assert losses["loss_giou"].item() == pytest.approx(giou, abs=1e-12)
+
+
 def test_gradients_reach_predictions():
     pred = torch.tensor(PRED, requires_grad=True)
     box_regression_loss(pred, torch.tensor(TARGET))["loss"].backward()
@@ -64,17 +77,17 @@ def test_transvg_released_loss(fixture_io):
 
 def test_input_errors():
     boxes = torch.tensor(PRED)
-    with pytest.raises(ValueError, match=r"box_format must be one of \('cxcywh', 'xyxy'\); got 'xywh'"):
-        box_regression_loss(boxes, boxes, box_format="xywh")
+    with pytest.raises(ValueError, match=r"box_format must be one of \('xyxy', 'xywh', 'cxcywh'\); got 'yxyx'"):
+        box_regression_loss(boxes, boxes, box_format="yxyx")
     with pytest.raises(ValueError, match="box_format must be one of"):
-        BoxRegressionLoss(box_format="xywh")
+        BoxRegressionLoss(box_format="corners")
     with pytest.raises(ValueError, match="pred_boxes has 3 boxes but target_boxes has 2"):
         box_regression_loss(boxes, boxes[:2])
     with pytest.raises(ValueError, match=r"target_boxes must have shape \[N, 4\]"):
         box_regression_loss(boxes, boxes[:, :3])
     with pytest.raises(ValueError, match="empty"):
         box_regression_loss(boxes[:0], boxes[:0])
-    with pytest.raises(ValueError, match="boxes_a must be xyxy boxes"):
+    with pytest.raises(ValueError, match="boxes_a must be xyxy boxes with a non-negative width and height"):
         box_regression_loss(
             torch.tensor([[0.5, 0.5, 0.1, 0.1]]), torch.tensor([[0.0, 0.0, 1.0, 1.0]]), box_format="xyxy"
         )

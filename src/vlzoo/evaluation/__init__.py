@@ -2,8 +2,8 @@
 
 from .functional import (
     grounding_accuracy,
+    grounding_iou,
     normalize_vqa_answer,
-    paired_box_iou,
     retrieval_recall_at_k,
     vqa_accuracy,
     zero_shot_accuracy,
@@ -14,10 +14,10 @@ from .loading import METRIC_NAMES, load_metric, metric_path
 __all__ = [
     "METRIC_NAMES",
     "grounding_accuracy",
+    "grounding_iou",
     "load_metric",
     "metric_path",
     "normalize_vqa_answer",
-    "paired_box_iou",
     "retrieval_recall_at_k",
     "vqa_accuracy",
     "zero_shot_accuracy",

@@ -6,32 +6,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from vlzoo.layers.box_ops import box_cxcywh_to_xyxy
-from vlzoo.layers.box_ops import paired_box_iou as shared_paired_box_iou
+from vlzoo.layers.box_ops import BOX_FORMATS, convert_boxes, paired_box_iou
 
 from ._arrays import to_numpy
 
-BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 
+def grounding_iou(pred_boxes: Any, target_boxes: Any, box_format: str = "xyxy") -> np.ndarray:
+    """IoU of each box in `pred_boxes` with the box at the same index in `target_boxes` (both `[N, 4]`), shape `[N]`,
+    as grounding accuracy counts it.
 
-def _to_xyxy(boxes: np.ndarray, box_format: str) -> torch.Tensor:
-    """`[N, 4]` boxes in `box_format` as corners (x1, y1, x2, y2); inverted boxes collapse to empty ones.
-
-    A prediction may be degenerate: collapsing it (x2 = max(x1, x2)) keeps its IoU at 0 where the shared box ops,
-    which reject inverted corners, would raise.
-    """
-    corners = torch.from_numpy(boxes)
-    if box_format == "xywh":
-        corners = torch.cat([corners[:, :2], corners[:, :2] + corners[:, 2:]], dim=1)
-    elif box_format == "cxcywh":
-        corners = box_cxcywh_to_xyxy(corners)
-    return torch.cat([corners[:, :2], torch.maximum(corners[:, 2:], corners[:, :2])], dim=1)
-
-
-def paired_box_iou(pred_boxes: Any, target_boxes: Any, box_format: str = "xyxy") -> np.ndarray:
-    """IoU of each box in `pred_boxes` with the box at the same index in `target_boxes` (both `[N, 4]`), shape `[N]`.
-
-    Boxes with a negative width or height count as empty; two empty boxes have IoU 0.
+    Accepts lists, NumPy arrays or tensors. Unlike `vlzoo.layers.box_ops.paired_box_iou`, which rejects inverted
+    corners, a degenerate prediction (negative width or height) is collapsed to an empty box and scores 0: a metric
+    must score every prediction a model makes.
     """
     if box_format not in BOX_FORMATS:
         raise ValueError(f"`box_format` must be one of {list(BOX_FORMATS)}; got {box_format!r}.")
@@ -42,14 +28,14 @@ def paired_box_iou(pred_boxes: Any, target_boxes: Any, box_format: str = "xyxy")
             raise ValueError(f"`{name}` must have shape [N, 4]; got {list(boxes.shape)}.")
         if not np.all(np.isfinite(boxes)):
             raise ValueError(f"`{name}` contains NaN or infinite coordinates.")
-        checked.append(_to_xyxy(boxes, box_format))
+        corners = convert_boxes(torch.from_numpy(boxes), box_format, "xyxy")
+        checked.append(torch.cat([corners[:, :2], torch.maximum(corners[:, 2:], corners[:, :2])], dim=1))
     first, second = checked
     if first.shape != second.shape:
         raise ValueError(
             f"`pred_boxes` and `target_boxes` must hold one box per example; got {len(first)} and {len(second)}."
         )
-    # two empty boxes have a zero union: their IoU is 0, not NaN
-    return torch.nan_to_num(shared_paired_box_iou(first, second), nan=0.0).numpy()
+    return paired_box_iou(first, second).numpy()
 
 
 def grounding_accuracy(pred_boxes: Any, target_boxes: Any, threshold: float = 0.5, box_format: str = "xyxy") -> float:
@@ -67,4 +53,4 @@ def grounding_accuracy(pred_boxes: Any, target_boxes: Any, threshold: float = 0.
     """
     if isinstance(threshold, bool) or not isinstance(threshold, Real) or not 0 < threshold <= 1:
         raise ValueError(f"`threshold` must be a number in (0, 1]; got {threshold!r}.")
-    return float(np.mean(paired_box_iou(pred_boxes, target_boxes, box_format) >= threshold))
+    return float(np.mean(grounding_iou(pred_boxes, target_boxes, box_format) >= threshold))

@@ -2,27 +2,27 @@
 
 from .attention import MultiHeadSelfAttention, eager_attention_forward
 from .box_ops import (
+    BOX_FORMATS,
     box_area,
-    box_cxcywh_to_xyxy,
-    box_iou,
-    box_xyxy_to_cxcywh,
-    generalized_box_iou,
+    convert_boxes,
     paired_box_iou,
     paired_generalized_box_iou,
+    pairwise_box_iou,
+    pairwise_generalized_box_iou,
 )
 from .masks import additive_attention_mask
 from .mlp import FeedForward
 
 __all__ = [
+    "BOX_FORMATS",
     "FeedForward",
     "MultiHeadSelfAttention",
     "additive_attention_mask",
     "box_area",
-    "box_cxcywh_to_xyxy",
-    "box_iou",
-    "box_xyxy_to_cxcywh",
+    "convert_boxes",
     "eager_attention_forward",
-    "generalized_box_iou",
     "paired_box_iou",
     "paired_generalized_box_iou",
+    "pairwise_box_iou",
+    "pairwise_generalized_box_iou",
 ]

@@ -2,9 +2,7 @@
 
 from torch import Tensor, nn
 
-from vlzoo.layers.box_ops import box_cxcywh_to_xyxy, paired_generalized_box_iou
-
-BOX_FORMATS = ("cxcywh", "xyxy")
+from vlzoo.layers.box_ops import BOX_FORMATS, paired_generalized_box_iou
 
 
 def box_regression_loss(
@@ -32,7 +30,8 @@ def box_regression_loss(
         target_boxes: `[N, 4]` ground-truth boxes in the same format.
         l1_weight: weight of `loss_l1` in `loss`.
         giou_weight: weight of `loss_giou` in `loss`.
-        box_format: "cxcywh" (centre, width, height) or "xyxy" (corners).
+        box_format: one of `vlzoo.layers.box_ops.BOX_FORMATS`: "cxcywh" (centre and size), "xyxy" (corners) or
+            "xywh" (top-left corner and size); L1 is taken in this format, GIoU on the corners.
 
     Returns:
         `{"loss", "loss_l1", "loss_giou"}`, scalar tensors.
@@ -51,11 +50,7 @@ def box_regression_loss(
         raise ValueError("pred_boxes and target_boxes are empty; the loss of zero boxes is undefined")
     num_boxes = pred_boxes.shape[0]
     loss_l1 = (pred_boxes - target_boxes).abs().sum() / num_boxes
-    if box_format == "cxcywh":
-        pred_xyxy, target_xyxy = box_cxcywh_to_xyxy(pred_boxes), box_cxcywh_to_xyxy(target_boxes)
-    else:
-        pred_xyxy, target_xyxy = pred_boxes, target_boxes
-    loss_giou = (1 - paired_generalized_box_iou(pred_xyxy, target_xyxy)).mean()
+    loss_giou = (1 - paired_generalized_box_iou(pred_boxes, target_boxes, box_format=box_format)).mean()
     return {"loss": l1_weight * loss_l1 + giou_weight * loss_giou, "loss_l1": loss_l1, "loss_giou": loss_giou}
 
 
