@@ -4,6 +4,7 @@ import argparse
 import pickle
 import re
 import zipfile
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,18 +15,30 @@ import safetensors.torch
 import torch
 from transformers.utils import logging
 
-from .restricted_unpickler import InertObject, is_inert_class, read_torch_zip_as_data
+from .escaping import printable, printable_repr
+from .limits import UnsafeFileError, check_stored_tensor
+from .restricted_unpickler import (
+    InertObject,
+    NamespaceRecord,
+    Probe,
+    check_data_graph,
+    is_inert_class,
+    probe_legacy_file,
+    probe_torch_zip,
+    read_torch_zip_as_data,
+)
 
 logger = logging.get_logger(__name__)
 
 __all__ = ["WEIGHTS_ONLY_ALLOWED_GLOBALS", "LoadedCheckpoint", "load_checkpoint"]
 
-# Classes `torch.load(weights_only=True)` may build besides tensors and plain containers (`collections.OrderedDict`
-# is allowed by torch already). Keep each entry plain data and say which released checkpoints need it.
-WEIGHTS_ONLY_ALLOWED_GLOBALS: tuple[type, ...] = (
+# Globals `torch.load(weights_only=True)` may build besides tensors and plain containers (`collections.OrderedDict`
+# is allowed by torch already), as (stand-in, name in the file) pairs: torch resolves the name to the stand-in, so the
+# real class is never reachable from the file. Keep each entry plain data and say which released checkpoints need it.
+WEIGHTS_ONLY_ALLOWED_GLOBALS: tuple[tuple[type, str], ...] = (
     # Fine-tuned BEiT-3 files, the DeepSpeed `mp_rank_00_model_states.pt` and TransVG/TransVG++ training
-    # checkpoints store the training arguments under "args"; a Namespace is rebuilt by setting its __dict__ only.
-    argparse.Namespace,
+    # checkpoints store the training arguments under "args"; they become an inert record, read as a dict.
+    (NamespaceRecord, "argparse.Namespace"),
 )
 
 # Where a wrapped state dict lives, checked in this order; the first word is the key, the rest the description.
@@ -34,6 +47,12 @@ _LIGHTNING_MARKERS = ("pytorch-lightning_version", "callbacks", "optimizer_state
 _DEEPSPEED_MARKERS = ("buffer_names", "ds_config", "ds_version", "dp_world_size")
 
 _ZIP_MAGIC = b"PK\x03\x04"
+
+# torch.save writes uncompressed records; a re-packed archive may deflate them, but never to more than this many
+# times the file's size in total (a zip bomb declares gigabytes in a few kilobytes).
+_MAX_ZIP_INFLATION = 4
+_ZIP_INFLATION_SLACK = 1 << 20
+_CRC_CHUNK = 1 << 20
 
 # What reading a damaged or hostile file can raise; all of them become one "truncated or corrupt" error.
 _UNREADABLE_ERRORS = (
@@ -48,6 +67,9 @@ _UNREADABLE_ERRORS = (
     AttributeError,
     OverflowError,
     UnicodeDecodeError,
+    RecursionError,
+    OSError,
+    NotImplementedError,
 )
 
 
@@ -61,7 +83,8 @@ class LoadedCheckpoint:
             "'state_dict' entry (Lightning)", "'module' entry (DeepSpeed)", "pickled module (read as data)".
         extra: the other top-level entries as plain data (dicts, lists, numbers, strings, tensors); an
             ``argparse.Namespace`` becomes a dict, a neutralised object a dict with a ``"__class__"`` entry.
-            For a safetensors file, its string metadata.
+            For a safetensors file, its string metadata. Names and strings are as the file wrote them: escape them
+            with :func:`~vlzoo.conversion.escaping.printable` before showing them.
         reader: "safetensors", "torch.load(weights_only=True)" or "restricted unpickler".
         neutralised: classes/functions named by the file that were replaced by inert stand-ins.
     """
@@ -76,10 +99,14 @@ class LoadedCheckpoint:
 def load_checkpoint(path: str | Path, *, strip_prefixes: tuple[str, ...] = ()) -> LoadedCheckpoint:
     """Read ``path`` (.safetensors, or a torch .pth/.pt/.bin/.ckpt file) without executing any code it contains.
 
-    Torch files go through ``torch.load(weights_only=True)`` with :data:`WEIGHTS_ONLY_ALLOWED_GLOBALS`; when that
-    refuses a zip checkpoint (Lightning callbacks, pickled modules, other classes), the file is read again by a
-    restricted unpickler that rebuilds tensors and plain containers and replaces every other class by an inert
-    stand-in. Legacy (non-zip) files that weights_only refuses are rejected.
+    A torch file is vetted first, with bounded memory: a zip archive's records must pass their CRC checks and not
+    inflate beyond a few times the file's size; the pickle's opcodes are validated, then it is unpickled with sealed
+    stand-ins and no stored bytes read, which refuses direct tensor construction (uninitialised memory), bounds the
+    nesting depth and the expanded size of shared references, and checks every tensor against the size of its
+    storage record. A file that names only tensors, plain containers and :data:`WEIGHTS_ONLY_ALLOWED_GLOBALS` is
+    then read by ``torch.load(weights_only=True)``; a zip checkpoint naming other classes (Lightning callbacks,
+    pickled modules) is read by the restricted unpickler, which replaces them with inert stand-ins. Legacy (non-zip)
+    files naming other classes are rejected. Every tensor returned is a dense CPU view within its stored bytes.
 
     Args:
         path: the checkpoint file.
@@ -88,7 +115,8 @@ def load_checkpoint(path: str | Path, *, strip_prefixes: tuple[str, ...] = ()) -
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: ``path`` is a directory, the file is truncated/corrupt or cannot be read safely, or it holds no
+        ValueError: ``path`` is a directory, the file is truncated/corrupt or cannot be read safely (a
+            :class:`~vlzoo.conversion.limits.UnsafeFileError` names the bound it exceeds), or it holds no
             recognisable state dict (the message lists its top-level keys).
     """
     path = Path(path)
@@ -116,7 +144,7 @@ def load_checkpoint(path: str | Path, *, strip_prefixes: tuple[str, ...] = ()) -
 
 
 def _corrupt(path: Path, reason: str) -> ValueError:
-    return ValueError(f"checkpoint file {path} is truncated or corrupt ({reason})")
+    return ValueError(f"checkpoint file {path} is truncated or corrupt ({printable(reason)})")
 
 
 def _looks_like_safetensors(head: bytes, path: Path) -> bool:
@@ -125,6 +153,7 @@ def _looks_like_safetensors(head: bytes, path: Path) -> bool:
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    # The safetensors format itself bounds every tensor by its byte range and checks the ranges do not overlap.
     try:
         with safetensors.safe_open(str(path), framework="pt") as handle:
             metadata = dict(handle.metadata() or {})
@@ -141,62 +170,131 @@ def _torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _read_torch_zip(path: Path) -> tuple[Any, str, tuple[str, ...]]:
+def _check_zip_records(path: Path) -> None:
+    """Refuse duplicate, encrypted or inflating records, and verify every record's CRC (torch.load checks none)."""
+    file_size = path.stat().st_size
     try:
         with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError) as error:
-        raise _corrupt(path, f"not a readable zip archive: {error}") from None
-    if any(name.endswith("/constants.pkl") for name in names):
-        raise ValueError(f"checkpoint file {path} is a TorchScript archive; expected a saved state dict")
+            infos = archive.infolist()
+            duplicates = [name for name, count in Counter(info.filename for info in infos).items() if count > 1]
+            if duplicates:
+                raise UnsafeFileError(
+                    f"checkpoint file {path} holds several records named {printable(duplicates[0])!r}; which one a "
+                    f"reader takes is ambiguous"
+                )
+            declared = 0
+            for info in infos:
+                if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    raise _corrupt(
+                        path,
+                        f"record {info.filename!r} is encrypted or uses compression method {info.compress_type}; "
+                        f"torch.save writes plain records",
+                    )
+                if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
+                    raise _corrupt(path, f"stored record {info.filename!r} declares two different sizes")
+                declared += info.file_size
+            if declared > _MAX_ZIP_INFLATION * file_size + _ZIP_INFLATION_SLACK:
+                raise UnsafeFileError(
+                    f"checkpoint file {path} is {file_size:,} bytes but its records declare {declared:,} bytes once "
+                    f"decompressed (more than {_MAX_ZIP_INFLATION}x); refusing to inflate them"
+                )
+            for info in infos:
+                with archive.open(info) as record:
+                    while record.read(_CRC_CHUNK):
+                        pass
+    except UnsafeFileError:
+        raise
+    except zipfile.BadZipFile as error:
+        raise _corrupt(path, f"{_first_line(error)}; a byte of the file was changed or lost") from None
+    except _UNREADABLE_ERRORS as error:
+        raise _corrupt(path, f"not a readable zip archive: {_first_line(error)}") from None
+
+
+def _vet(path: Path, probe: Any) -> Probe:
     try:
-        return _torch_load(path), "torch.load(weights_only=True)", ()
-    except pickle.UnpicklingError as error:
-        refusal = _refusal_reason(str(error))
+        return probe(path)
+    except UnsafeFileError:
+        raise
     except _UNREADABLE_ERRORS as error:
         raise _corrupt(path, _first_line(error)) from None
+
+
+def _check_loaded(raw: Any, path: Path, pickle_bytes: int) -> None:
+    """Re-check what torch.load built: bounded, and every tensor a dense CPU view within its stored bytes."""
+    for tensor in check_data_graph(raw, source=f"checkpoint file {path}", pickle_bytes=pickle_bytes):
+        check_stored_tensor(tensor, source=f"checkpoint file {path}")
+
+
+def _read_torch_zip(path: Path) -> tuple[Any, str, tuple[str, ...]]:
+    _check_zip_records(path)
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    if any(name.endswith("/constants.pkl") for name in names):
+        raise ValueError(f"checkpoint file {path} is a TorchScript archive; expected a saved state dict")
+    probe = _vet(path, probe_torch_zip)
+    if probe.neutralised:
+        refusal = f"it names objects outside the allow-list: {', '.join(map(printable, probe.neutralised))}"
+    else:
+        try:
+            raw = _torch_load(path)
+        except pickle.UnpicklingError as error:
+            refusal = f"torch.load(weights_only=True) refused it: {_refusal_reason(str(error))}"
+        except _UNREADABLE_ERRORS as error:
+            raise _corrupt(path, _first_line(error)) from None
+        else:
+            _check_loaded(raw, path, probe.pickle_bytes)
+            return raw, "torch.load(weights_only=True)", ()
     try:
-        raw, neutralised = read_torch_zip_as_data(str(path))
+        raw, neutralised = read_torch_zip_as_data(path)
+    except UnsafeFileError:
+        raise
     except _UNREADABLE_ERRORS as error:
         raise _corrupt(path, f"restricted unpickler: {_first_line(error)}") from None
     logger.warning(
-        f"{path}: torch.load(weights_only=True) refused the file ({refusal}); read it with the restricted "
-        f"unpickler instead, which replaced these classes/functions with inert stand-ins (nothing was imported "
-        f"or run): {', '.join(neutralised) or 'none'}"
+        f"{path}: read with the restricted unpickler ({refusal}), which replaced these classes/functions with inert "
+        f"stand-ins (nothing was imported or run): {', '.join(map(printable, neutralised)) or 'none'}"
     )
     return raw, "restricted unpickler", neutralised
 
 
 def _read_torch_legacy(path: Path) -> tuple[Any, str, tuple[str, ...]]:
-    try:
-        return _torch_load(path), "torch.load(weights_only=True)", ()
-    except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"checkpoint file {path} cannot be read safely: it is not a torch zip archive (legacy torch format or "
-            f"a plain pickle), and torch.load(weights_only=True) refused it ({_refusal_reason(str(error))}). "
-            f"If the file is truncated or corrupt, fetch it again; if it comes from a trusted source, re-save it "
-            f"with a current torch (zip format) or as safetensors."
-        ) from None
-    except _UNREADABLE_ERRORS as error:
-        raise _corrupt(path, _first_line(error)) from None
+    probe = _vet(path, probe_legacy_file)
+    reason = ""
+    if probe.neutralised:
+        reason = f"it names objects outside the allow-list: {', '.join(map(printable, probe.neutralised))}"
+    else:
+        try:
+            raw = _torch_load(path)
+        except pickle.UnpicklingError as error:
+            reason = f"torch.load(weights_only=True) refused it: {_refusal_reason(str(error))}"
+        except _UNREADABLE_ERRORS as error:
+            raise _corrupt(path, _first_line(error)) from None
+        else:
+            _check_loaded(raw, path, probe.pickle_bytes)
+            return raw, "torch.load(weights_only=True)", ()
+    raise ValueError(
+        f"checkpoint file {path} cannot be read safely: it is not a torch zip archive (legacy torch format or "
+        f"a plain pickle), and {reason}. If the file is truncated or corrupt, fetch it again; if it comes from a "
+        f"trusted source, re-save it with a current torch (zip format) or as safetensors."
+    )
 
 
 def _refusal_reason(message: str) -> str:
     """The useful part of torch's long weights_only message: which globals or opcodes it refused."""
     names = re.findall(r"GLOBAL (\S+) (?:was not an allowed global|whose module \S+ is blocked)", message)
     if names:
-        return "objects outside the allow-list: " + ", ".join(dict.fromkeys(names))
+        return "objects outside the allow-list: " + ", ".join(printable(name) for name in dict.fromkeys(names))
     boilerplate = ("Weights only load failed", "(1)", "(2)", "Check the documentation", "Please file an issue")
     for line in message.splitlines():
         line = line.strip().removeprefix("WeightsUnpickler error:").strip()
         if line and not line.startswith(boilerplate):
-            return line
+            return printable(line)
     return "no reason given"
 
 
 def _first_line(error: BaseException | str) -> str:
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    return printable(text.splitlines()[0] if text else type(error).__name__)
 
 
 def _find_state_dict(raw: Any, path: Path) -> tuple[dict[str, torch.Tensor], str, dict[str, Any]]:
@@ -217,7 +315,7 @@ def _find_state_dict(raw: Any, path: Path) -> tuple[dict[str, torch.Tensor], str
             f"dict; convert one of them explicitly"
         )
     if not found:
-        keys = ", ".join(repr(k) for k in list(raw)[:20]) + (", ..." if len(raw) > 20 else "")
+        keys = ", ".join(printable_repr(k, limit=80) for k in list(raw)[:20]) + (", ..." if len(raw) > 20 else "")
         present = [repr(k) for k in _CONTAINER_ENTRIES if k in raw]
         detail = f"; the {', '.join(present)} entry is not a name -> tensor mapping" if present else ""
         raise ValueError(
@@ -249,19 +347,27 @@ def _as_state_dict(value: Any) -> dict[str, torch.Tensor] | None:
 
 def _collect_module_tensors(module: Any, prefix: str, out: dict[str, torch.Tensor], seen: set[int]) -> None:
     """Walk a neutralised ``nn.Module`` pickle through its recorded ``_parameters``/``_buffers``/``_modules``."""
+    # Recursion is safe: the probe bounded the nesting depth of the data before anything walked it.
     state = module.state if isinstance(module, InertObject) else None
     if id(module) in seen or not isinstance(state, Mapping) or "_modules" not in state:
         return
     seen.add(id(module))
-    non_persistent = state.get("_non_persistent_buffers_set") or set()
-    for name, tensor in (state.get("_parameters") or {}).items():
+    non_persistent = state.get("_non_persistent_buffers_set")
+    non_persistent = non_persistent if isinstance(non_persistent, (set, frozenset, list, tuple)) else ()
+    for name, tensor in _entries(state, "_parameters"):
         if isinstance(tensor, torch.Tensor):
             out[f"{prefix}{name}"] = tensor
-    for name, tensor in (state.get("_buffers") or {}).items():
+    for name, tensor in _entries(state, "_buffers"):
         if isinstance(tensor, torch.Tensor) and name not in non_persistent:
             out[f"{prefix}{name}"] = tensor
-    for name, child in (state.get("_modules") or {}).items():
+    for name, child in _entries(state, "_modules"):
         _collect_module_tensors(child, f"{prefix}{name}.", out, seen)
+
+
+def _entries(state: Mapping, name: str) -> list[tuple[str, Any]]:
+    """The string-keyed entries of ``state[name]`` when it is a mapping (a malformed module record has none)."""
+    value = state.get(name)
+    return [(k, v) for k, v in value.items() if isinstance(k, str)] if isinstance(value, Mapping) else []
 
 
 def _strip_prefixes(
@@ -274,8 +380,9 @@ def _strip_prefixes(
             new_key = key[len(prefix) :] if key.startswith(prefix) else key
             if new_key in stripped:
                 raise ValueError(
-                    f"checkpoint file {path}: stripping prefix {prefix!r} maps both {origin[new_key]!r} and {key!r} "
-                    f"to {new_key!r}; choose strip_prefixes that keep names unique"
+                    f"checkpoint file {path}: stripping prefix {prefix!r} maps both "
+                    f"{printable_repr(origin[new_key])} and {printable_repr(key)} to {printable_repr(new_key)}; "
+                    f"choose strip_prefixes that keep names unique"
                 )
             stripped[new_key], origin[new_key] = tensor, key
         count = sum(key.startswith(prefix) for key in state_dict)
@@ -286,12 +393,16 @@ def _strip_prefixes(
 
 def _describe(value: Any) -> str:
     if isinstance(value, InertObject):
-        return f"neutralised {value.inert_class_name} object"
+        return f"neutralised {printable(value.inert_class_name)} object"
     return type(value).__name__
 
 
 def _to_plain_data(value: Any, _active: frozenset[int] = frozenset()) -> Any:
-    """Turn unpickled metadata into plain data: dicts, lists, tuples, sets, strings, numbers, tensors."""
+    """Turn unpickled metadata into plain data: dicts, lists, tuples, sets, strings, numbers, tensors.
+
+    Recursion is safe and the copy small: the data was checked for nesting depth and for the size it expands to
+    (shared references walked as a tree) before anything walked it.
+    """
     if value is None or isinstance(value, (bool, int, float, complex, str, bytes, torch.Tensor)):
         return value
     if isinstance(value, (torch.dtype, torch.device)):
@@ -305,6 +416,8 @@ def _to_plain_data(value: Any, _active: frozenset[int] = frozenset()) -> Any:
     active = _active | {id(value)}
     if isinstance(value, argparse.Namespace):
         value = vars(value)
+    if isinstance(value, NamespaceRecord) and isinstance(value.state, dict) and not (value.args or value.kwargs):
+        value = value.state
     if isinstance(value, InertObject):
         plain: dict[str, Any] = {"__class__": value.inert_class_name}
         for name in ("args", "kwargs", "state", "items", "list_items"):
