@@ -4,7 +4,8 @@ from typing import Any
 
 import torch
 from transformers import Pipeline
-from transformers.image_utils import load_image
+
+from vlzoo.pipelines.image_inputs import load_pipeline_image
 
 QUERY_MODES = ("text", "image")
 DEFAULT_GALLERY_BATCH_SIZE = 32
@@ -79,7 +80,9 @@ class ImageTextRetrievalPipeline(Pipeline):
     - several queries: lists for both plus `query="text"` (texts are queries) or `query="image"`; returns a list
       with one result per query, in order. The gallery is encoded once for all queries.
     Each result is `{"scores": [...], "indices": [...]}`: gallery indices from best to worst, with their scores
-    (ties keep gallery order). Images are PIL images, local paths or URLs (loaded with transformers' `load_image`).
+    (ties keep gallery order). Images are PIL images, local paths or URLs; with a vlzoo image processor also arrays
+    and tensors, checked by its rule (`vlzoo.pipelines.load_pipeline_image`), else loaded with transformers'
+    `load_image`.
 
     Options (at construction or per call): `top_k` (keep the best k; None, the default, keeps the whole gallery; a k
     larger than the gallery returns the whole gallery), `batch_size` (images or texts per model call when encoding,
@@ -137,7 +140,7 @@ class ImageTextRetrievalPipeline(Pipeline):
         """Rank the gallery for each query (see the class docstring for the modes).
 
         Args:
-            images: one image or a list of images (PIL image, local path or URL).
+            images: one image or a list of images (PIL image, local path or URL; see the class docstring).
             texts: one text or a list of texts.
             query: "text" or "image" to name the query side; needed only when both `images` and `texts` are lists.
             batch_size: images or texts per model call while encoding (default: the pipeline's, else 32).
@@ -189,9 +192,18 @@ class ImageTextRetrievalPipeline(Pipeline):
         images = inputs["gallery"] if mode == "text" else inputs["queries"]
         texts = inputs["queries"] if mode == "text" else inputs["gallery"]
         text_kwargs = {"padding": True, "truncation": True, **(tokenizer_kwargs or {})}
+        single_image = mode == "image" and inputs["single"]
         image_batches = []
         for start in range(0, len(images), batch_size):
-            loaded = [load_image(image, timeout=timeout) for image in images[start : start + batch_size]]
+            loaded = [
+                load_pipeline_image(
+                    image,
+                    self.image_processor,
+                    argument_name="images" if single_image else f"images[{index}]",
+                    timeout=timeout,
+                )
+                for index, image in enumerate(images[start : start + batch_size], start=start)
+            ]
             pixel_values = self.image_processor(images=loaded, return_tensors="pt")["pixel_values"]
             image_batches.append({"pixel_values": pixel_values.to(self.dtype)})
         text_batches = []

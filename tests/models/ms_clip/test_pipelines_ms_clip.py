@@ -1,12 +1,15 @@
 """transformers' pipelines and vlzoo's retrieval pipeline on a saved MS-CLIP folder."""
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 from transformers import pipeline
 
 import vlzoo  # noqa: F401  (registers the family and the pipelines)
+from tests.processing.image_server import serve_directory, write_images
 from vlzoo.models.ms_clip import MsClipModel
+from vlzoo.pipelines import CheckedImageFeatureExtractionPipeline, CheckedZeroShotImageClassificationPipeline
 
 from .tester import tiny_config, tiny_processor
 
@@ -91,3 +94,75 @@ def test_bad_images_raise_clear_errors(folder):
     classifier = pipeline("zero-shot-image-classification", model=str(folder))
     with pytest.raises(ValueError, match="size"):
         classifier(Image.new("RGB", (0, 10)), candidate_labels=["a", "b"])
+
+
+# ---- one image rule for every pipeline ----
+
+
+@pytest.fixture(scope="module")
+def pipelines(folder):
+    return {
+        "zero-shot": pipeline("zero-shot-image-classification", model=str(folder)),
+        "features": pipeline("image-feature-extraction", model=str(folder)),
+        "retrieval": pipeline("image-text-retrieval", model=str(folder)),
+    }
+
+
+def _run(pipelines, kind, image):
+    """Call one pipeline with `image` as its (only or second) image."""
+    if kind == "zero-shot":
+        return pipelines[kind](image, candidate_labels=["red", "blue"])
+    if kind == "features":
+        return pipelines[kind](image, return_tensors=True)
+    return pipelines[kind](images=[Image.new("RGB", (40, 32), (1, 2, 3)), image], texts="a query")
+
+
+ARGUMENT_NAMES = {"zero-shot": "image", "features": "images", "retrieval": r"images\[1\]"}
+HOSTILE_IMAGES = {
+    "I;16": (lambda: Image.new("I;16", (40, 32)), "has PIL mode 'I;16'"),
+    "I": (lambda: Image.new("I", (40, 32)), "has PIL mode 'I'"),
+    "F": (lambda: Image.new("F", (40, 32)), "has PIL mode 'F'"),
+    "empty": (lambda: Image.new("RGB", (0, 32)), "is an empty image of size 0x32"),
+    "uint16 array": (lambda: np.zeros((32, 40, 3), dtype=np.uint16), "is a numpy array of dtype uint16"),
+    "float array > 1": (lambda: np.full((32, 40, 3), 3.0), r"is a float numpy array with values outside \[0, 1\]"),
+}
+
+
+@pytest.mark.parametrize("hostile", list(HOSTILE_IMAGES))
+@pytest.mark.parametrize("kind", list(ARGUMENT_NAMES))
+def test_every_pipeline_refuses_hostile_images_like_the_processor(pipelines, kind, hostile):
+    make, message = HOSTILE_IMAGES[hostile]
+    with pytest.raises(ValueError, match=rf"^{ARGUMENT_NAMES[kind]} {message}"):
+        _run(pipelines, kind, make())
+    # The processor gives the same verdict on the same input.
+    with pytest.raises(ValueError, match=message):
+        tiny_processor()(images=make())
+
+
+@pytest.mark.parametrize("kind", list(ARGUMENT_NAMES))
+def test_every_pipeline_reads_paths_and_urls_and_refuses_16_bit_files(pipelines, kind, tmp_path):
+    files = write_images(tmp_path)
+    expected = _run(pipelines, kind, Image.open(files["rgb"]))
+    with serve_directory(tmp_path) as base_url:
+        for source in (str(files["rgb"]), f"{base_url}/rgb.png"):
+            result = _run(pipelines, kind, source)
+            if kind == "features":
+                torch.testing.assert_close(result, expected)
+            else:
+                assert result == expected
+        for source in (str(files["gray16"]), f"{base_url}/gray16.png"):
+            with pytest.raises(ValueError, match=rf"^{ARGUMENT_NAMES[kind]} has PIL mode 'I;16'"):
+                _run(pipelines, kind, source)
+
+
+def test_pipelines_accept_arrays_like_the_processor(pipelines, images):
+    array = np.asarray(images[0])
+    features = pipelines["features"](array, return_tensors=True)
+    torch.testing.assert_close(features, pipelines["features"](images[0], return_tensors=True))
+    scaled = pipelines["zero-shot"](array / 255.0, candidate_labels=["red", "blue"])
+    assert scaled == pipelines["zero-shot"](images[0], candidate_labels=["red", "blue"])
+
+
+def test_transformers_tasks_use_the_checking_subclasses(pipelines):
+    assert isinstance(pipelines["zero-shot"], CheckedZeroShotImageClassificationPipeline)
+    assert isinstance(pipelines["features"], CheckedImageFeatureExtractionPipeline)

@@ -1,0 +1,51 @@
+"""One image rule for every pipeline: vlzoo image processors load and check the raw input before anything converts it.
+
+transformers' image pipelines call `load_image`, which converts every image to RGB first, so a 16-bit or float
+image reaches the image processor already clipped to 0..255 and passes. The subclasses below run the image
+processor's own loading and checks (`VlzooImageProcessor.load_rgb_image`) on the raw input instead; with any other
+image processor they behave exactly like transformers' classes. `register_pipelines` installs them for their tasks.
+"""
+
+from typing import Any
+
+from PIL import Image
+from transformers.image_utils import load_image
+from transformers.pipelines.image_feature_extraction import ImageFeatureExtractionPipeline
+from transformers.pipelines.zero_shot_image_classification import ZeroShotImageClassificationPipeline
+
+from vlzoo.processing.image_processor import VlzooImageProcessor
+
+__all__ = [
+    "CheckedImageFeatureExtractionPipeline",
+    "CheckedZeroShotImageClassificationPipeline",
+    "load_pipeline_image",
+]
+
+
+def load_pipeline_image(
+    image: Any, image_processor: Any, argument_name: str = "images", timeout: float | None = None
+) -> Image.Image:
+    """Load one pipeline input as an RGB PIL image.
+
+    With a `VlzooImageProcessor` the input (PIL image, array, tensor, path, URL or base64 string) goes through the
+    processor's rule and bad images raise a `ValueError` naming `argument_name`; otherwise transformers' `load_image`.
+    """
+    if isinstance(image_processor, VlzooImageProcessor):
+        return image_processor.load_rgb_image(image, argument_name=argument_name, timeout=timeout)
+    return load_image(image, timeout=timeout)
+
+
+class CheckedZeroShotImageClassificationPipeline(ZeroShotImageClassificationPipeline):
+    """transformers' zero-shot-image-classification pipeline with the image processor's input checks."""
+
+    def preprocess(self, image: Any, *args: Any, timeout: float | None = None, **kwargs: Any) -> dict[str, Any]:
+        image = load_pipeline_image(image, self.image_processor, argument_name="image", timeout=timeout)
+        return super().preprocess(image, *args, timeout=timeout, **kwargs)
+
+
+class CheckedImageFeatureExtractionPipeline(ImageFeatureExtractionPipeline):
+    """transformers' image-feature-extraction pipeline with the image processor's input checks."""
+
+    def preprocess(self, image: Any, timeout: float | None = None, **image_processor_kwargs: Any) -> dict[str, Any]:
+        image = load_pipeline_image(image, self.image_processor, argument_name="images", timeout=timeout)
+        return super().preprocess(image, timeout=timeout, **image_processor_kwargs)
