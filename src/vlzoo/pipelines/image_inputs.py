@@ -23,7 +23,11 @@ __all__ = [
 
 
 def load_pipeline_image(
-    image: Any, image_processor: Any, argument_name: str = "images", timeout: float | None = None
+    image: Any,
+    image_processor: Any,
+    argument_name: str = "images",
+    timeout: float | None = None,
+    input_data_format: str | None = None,
 ) -> Image.Image:
     """Load one pipeline input as an RGB PIL image.
 
@@ -31,7 +35,9 @@ def load_pipeline_image(
     processor's rule and bad images raise a `ValueError` naming `argument_name`; otherwise transformers' `load_image`.
     """
     if isinstance(image_processor, VlzooImageProcessor):
-        return image_processor.load_rgb_image(image, argument_name=argument_name, timeout=timeout)
+        return image_processor.load_rgb_image(
+            image, argument_name=argument_name, timeout=timeout, input_data_format=input_data_format
+        )
     return load_image(image, timeout=timeout)
 
 
@@ -47,5 +53,11 @@ class CheckedImageFeatureExtractionPipeline(ImageFeatureExtractionPipeline):
     """transformers' image-feature-extraction pipeline with the image processor's input checks."""
 
     def preprocess(self, image: Any, timeout: float | None = None, **image_processor_kwargs: Any) -> dict[str, Any]:
-        image = load_pipeline_image(image, self.image_processor, argument_name="images", timeout=timeout)
+        image = load_pipeline_image(
+            image,
+            self.image_processor,
+            argument_name="images",
+            timeout=timeout,
+            input_data_format=image_processor_kwargs.get("input_data_format"),
+        )
         return super().preprocess(image, timeout=timeout, **image_processor_kwargs)

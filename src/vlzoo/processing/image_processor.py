@@ -175,10 +175,12 @@ class VlzooImageProcessor(BaseImageProcessor):
         _check_fixed_options(kwargs)
         return kwargs
 
-    def preprocess(self, images: Any, *args: Any, **kwargs: Any) -> BatchFeature:
+    def preprocess(
+        self, images: Any, *args: Any, image_like_kwargs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> BatchFeature:
         """Preprocess an image or a list of images; options left out take the processor's values."""
         self._check_option_names(kwargs)
-        return super().preprocess(images, *args, **kwargs)
+        return super().preprocess(images, *args, image_like_kwargs=image_like_kwargs, **kwargs)
 
     def fetch_images(self, image_url_or_urls: Any, timeout: float | None = None, argument_name: str = "images") -> Any:
         """Open the strings (URLs, paths, base64) among the inputs, keeping their PIL mode for `to_rgb_image`.

@@ -166,3 +166,14 @@ def test_pipelines_accept_arrays_like_the_processor(pipelines, images):
 def test_transformers_tasks_use_the_checking_subclasses(pipelines):
     assert isinstance(pipelines["zero-shot"], CheckedZeroShotImageClassificationPipeline)
     assert isinstance(pipelines["features"], CheckedImageFeatureExtractionPipeline)
+
+
+def test_feature_extraction_passes_the_layout_hint_to_the_image_rule(pipelines):
+    # (3, 40, 4) could be 3 channels first or 4 channels last; numpy arrays default to channels-last.
+    array = np.random.default_rng(0).integers(0, 256, (3, 40, 4), dtype=np.uint8)
+    extract = pipelines["features"]
+    as_last = Image.fromarray(array[..., :3], mode="RGB")
+    as_first = Image.fromarray(np.ascontiguousarray(np.moveaxis(array, 0, -1)), mode="RGB")
+    torch.testing.assert_close(extract(array, return_tensors=True), extract(as_last, return_tensors=True))
+    hinted = extract(array, return_tensors=True, image_processor_kwargs={"input_data_format": "channels_first"})
+    torch.testing.assert_close(hinted, extract(as_first, return_tensors=True))
