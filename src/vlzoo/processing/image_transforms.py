@@ -1,4 +1,5 @@
-"""Image transforms shared by every family: RGB conversion, torchvision-exact resize and centre crop, normalisation."""
+"""Image transforms shared by every family: the one input rule (loading, RGB conversion, value checks), torchvision-
+exact resize and centre crop, rescaling and normalisation."""
 
 import base64
 import io
