@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from .conversion.output_dir import atomic_output_dir
 from .data import class_names, load_shapes
 from .evaluation.zero_shot_shapes import zero_shot_scores
 from .models.ms_clip import MsClipConfig, MsClipModel, MsClipProcessor
@@ -106,14 +107,30 @@ def run_demo(
     num_train: int = 6000,
     num_test: int = 500,
     seed: int = 0,
+    overwrite: bool = False,
 ) -> DemoResult:
-    """Train both models with the same budget, save, reload with `pipeline(...)` and evaluate on the test split."""
+    """Train both models with the same budget, save, reload with `pipeline(...)` and evaluate on the test split.
+
+    Everything is written into a temporary sibling of `output_dir`, which becomes `output_dir` only when the demo
+    succeeds. An existing non-empty `output_dir` is refused before any work; with `overwrite=True` one that vlzoo
+    wrote (and that holds nothing else) is replaced as a whole, so no file of an earlier run survives.
+
+    Raises:
+        FileExistsError: `output_dir` holds files and `overwrite` is false, or it holds files vlzoo did not write.
+    """
     for name, value in (("max_steps", max_steps), ("batch_size", batch_size), ("num_train", num_train)):
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     start = time.perf_counter()
-    output = Path(output_dir)
-    output.mkdir(parents=True, exist_ok=True)
+    with atomic_output_dir(output_dir, overwrite=overwrite, writer="vlzoo demo") as temporary:
+        result = _run(temporary, max_steps, batch_size, num_train, num_test, seed)
+    result.figure = Path(output_dir) / result.figure.name
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _run(output: Path, max_steps: int, batch_size: int, num_train: int, num_test: int, seed: int) -> DemoResult:
+    start = time.perf_counter()
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     logging.getLogger("transformers").setLevel(logging.ERROR)
 

@@ -76,7 +76,7 @@ def test_yaml_and_json_configs_load(tmp_path):
 
 
 def test_bad_config_files_raise(tmp_path):
-    with pytest.raises(ValueError, match="is not a file"):
+    with pytest.raises(FileNotFoundError, match="missing.yaml' does not exist"):
         load_training_config(tmp_path / "missing.yaml")
     toml = tmp_path / "run.toml"
     toml.write_text("[training]\n")
@@ -90,3 +90,20 @@ def test_bad_config_files_raise(tmp_path):
     section.write_text("training: 3\n")
     with pytest.raises(ValueError, match="section 'training'"):
         load_training_config(section)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("bad.yaml", "training:\n  max_steps: [1, 2\n", r"bad.yaml' is not valid YAML: .*\(line \d+, column \d+\)"),
+        ("bad.json", '{"training": {"max_steps": 3,}}', r"bad.json' is not valid JSON: .*\(line 1, column \d+\)"),
+        ("deep.json", "[" * 100_000 + "]" * 100_000, r"deep.json' nests too deeply"),
+        ("latin1.yaml", b"training: {output_dir: caf\xe9}\n", r"latin1.yaml' is not UTF-8 text"),
+    ],
+)
+def test_malformed_config_files_raise_one_clear_value_error(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ValueError, match=message) as error:
+        load_training_config(path)
+    assert "\n" not in str(error.value)

@@ -9,6 +9,20 @@ from tqdm.auto import tqdm
 DEFAULT_TEMPLATE = "a {}"
 
 
+def local_model_dir(model_dir: str | Path) -> Path:
+    """`model_dir` as an existing local save_pretrained folder; a missing one fails here, never through the Hub.
+
+    Raises:
+        FileNotFoundError: the folder does not exist or has no config.json.
+    """
+    path = Path(model_dir).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"model folder {str(model_dir)!r} does not exist (a local save_pretrained folder)")
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"model folder {str(model_dir)!r} has no config.json: not a save_pretrained folder")
+    return path
+
+
 def zero_shot_scores(
     model_dir: str | Path,
     images: list[Image.Image],
@@ -23,6 +37,7 @@ def zero_shot_scores(
     """
     from transformers import pipeline
 
+    model_dir = local_model_dir(model_dir)
     if not images:
         raise ValueError("images is empty: nothing to classify")
     if not labels:
@@ -42,9 +57,10 @@ def evaluate_zero_shot_on_shapes(
     """Top-1 zero-shot accuracy of a saved contrastive model on the shapes test split (class = main object)."""
     from ..data import class_names, load_shapes
 
+    local_model_dir(model_dir)  # before the data is generated
     test = load_shapes(num_train=1, num_validation=1, num_test=num_test, image_size=image_size, seed=seed)["test"]
     scores = zero_shot_scores(model_dir, [image.convert("RGB") for image in test["image"]], class_names())
     return float((scores.argmax(dim=1) == torch.tensor(test["label"])).float().mean())
 
 
-__all__ = ["DEFAULT_TEMPLATE", "evaluate_zero_shot_on_shapes", "zero_shot_scores"]
+__all__ = ["DEFAULT_TEMPLATE", "evaluate_zero_shot_on_shapes", "local_model_dir", "zero_shot_scores"]

@@ -148,15 +148,26 @@ def load_training_config(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"config path {str(path)!r} is not a file.")
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist (or is not a file).")
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
-    if suffix in (".yaml", ".yml"):
-        config = yaml.safe_load(text)
-    elif suffix == ".json":
-        config = json.loads(text)
-    else:
+    if suffix not in (".yaml", ".yml", ".json"):
         raise ValueError(f"config path {str(path)!r} has suffix {suffix!r}; expected .yaml, .yml or .json.")
+    try:
+        text = path.read_text(encoding="utf-8")
+        config = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {str(path)!r} is not UTF-8 text.") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"config file {str(path)!r} is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
+        ) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or " ".join(str(error).split())
+        raise ValueError(f"config file {str(path)!r} is not valid YAML: {problem}{where}.") from None
+    except RecursionError:
+        raise ValueError(f"config file {str(path)!r} nests too deeply to be a config.") from None
     if config is None:
         config = {}
     if not isinstance(config, dict):
