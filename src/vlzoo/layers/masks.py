@@ -30,4 +30,16 @@ def additive_attention_mask(
     return mask.masked_fill(blocked, torch.finfo(dtype).min)
 
 
-__all__ = ["additive_attention_mask"]
+def key_padding_attention_mask(padding_mask: torch.Tensor, *, dtype: torch.dtype) -> torch.Tensor:
+    """A `[batch, k_len]` padding mask (1 = keep, 0 = padding) as an additive `[batch, 1, 1, k_len]` mask.
+
+    Broadcasts over heads and over any number of queries, so it serves self- and cross-attention alike (for
+    cross-attention pass the mask of the attended stream).
+    """
+    if padding_mask.dim() != 2:
+        raise ValueError(f"padding_mask must have shape [batch, k_len] (1 = keep); got {tuple(padding_mask.shape)}")
+    mask = torch.zeros(padding_mask.shape, dtype=dtype, device=padding_mask.device)
+    return mask.masked_fill(padding_mask == 0, torch.finfo(dtype).min)[:, None, None, :]
+
+
+__all__ = ["additive_attention_mask", "key_padding_attention_mask"]
