@@ -19,10 +19,12 @@ RUN = {"per_device_batch_size": 4, "max_steps": 4, "save_state_every_steps": 2, 
 
 
 class FakeProcessor:
-    """Writes one processor file, like a real processor's save_pretrained."""
+    """Writes a processor file and one in a subfolder, like a processor's save_pretrained."""
 
     def save_pretrained(self, directory) -> None:
         (Path(directory) / "processor_config.json").write_text("{}")
+        (Path(directory) / "tokenizer").mkdir(exist_ok=True)
+        (Path(directory) / "tokenizer" / "vocab.json").write_text("{}")
 
 
 def _contents(folder: Path) -> dict[str, bytes]:
@@ -64,6 +66,25 @@ def test_resume_reuses_the_folder_and_leaves_no_stale_file_of_the_previous_final
     assert (run_dir / "model.safetensors").read_bytes() != old_weights
     assert sorted(p.name for p in run_dir.iterdir()) == [MARKER, "checkpoints", "config.json", "model.safetensors"]
     assert json.loads((run_dir / MARKER).read_text())["files"] == ["config.json", "model.safetensors"]
+
+
+def test_a_file_added_inside_a_final_model_subfolder_is_refused_then_the_subfolder_is_cleaned(tmp_path):
+    run_dir = tmp_path / "run"
+    data = toy_dataset(16)
+    train(
+        toy_model(),
+        ToyObjective(),
+        data,
+        args=toy_args(run_dir, save_final_model=True, **RUN),
+        processor=FakeProcessor(),
+    )
+    (run_dir / "tokenizer" / "notes.txt").write_text("mine")
+    more = toy_args(run_dir, save_final_model=True, resume_from="latest", **{**RUN, "max_steps": 6})
+    with pytest.raises(FileExistsError, match=r"did not write \(tokenizer/notes.txt\)"):
+        train(toy_model(), ToyObjective(), data, args=more)
+    (run_dir / "tokenizer" / "notes.txt").unlink()
+    train(toy_model(), ToyObjective(), data, args=more)  # no processor this time: its files go
+    assert not (run_dir / "tokenizer").exists() and not (run_dir / "processor_config.json").exists()
 
 
 def test_resume_refuses_a_folder_holding_files_the_trainer_did_not_write(tmp_path):

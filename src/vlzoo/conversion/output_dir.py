@@ -29,6 +29,7 @@ __all__ = [
     "list_files",
     "read_marker",
     "recorded_files",
+    "recorded_path",
     "remove_recorded_files",
     "write_marker",
 ]
@@ -178,22 +179,30 @@ def atomic_output_dir(
         raise
 
 
+def recorded_path(folder: str | Path, name: str) -> Path | None:
+    """``folder / name`` for a name a marker lists, or None when it would lead out of ``folder``.
+
+    A marker written by vlzoo never holds such names; this keeps an altered one from reaching other files.
+    """
+    folder = Path(folder)
+    relative = PurePosixPath(name)
+    if not name or relative.is_absolute() or ".." in relative.parts or "\\" in name:
+        return None
+    path = folder / relative
+    if not path.parent.resolve().is_relative_to(folder.resolve()):
+        return None  # reached through a symlinked folder: the file is not inside this folder
+    return path
+
+
 def remove_recorded_files(folder: str | Path) -> bool:
     """Delete the files the marker of ``folder`` lists, then its empty subfolders, the marker and ``folder``.
 
     Anything not listed stays; returns whether ``folder`` itself could be removed.
     """
     folder = Path(folder)
-    root = folder.resolve()
-    recorded = recorded_files(folder) or set()
-    for name in recorded:
-        relative = PurePosixPath(name)
-        if relative.is_absolute() or ".." in relative.parts:
-            continue  # a marker never lists such names; refuse to follow one out of the folder
-        path = folder / relative
-        if not path.parent.resolve().is_relative_to(root):
-            continue  # reached through a symlinked folder: the file is not inside this folder
-        if path.is_symlink() or path.is_file():
+    for name in recorded_files(folder) or set():
+        path = recorded_path(folder, name)
+        if path is not None and (path.is_symlink() or path.is_file()):
             path.unlink()
     (folder / MARKER_FILE).unlink(missing_ok=True)
     for directory, _, _ in sorted(os.walk(folder), key=lambda item: -len(Path(item[0]).parts)):
