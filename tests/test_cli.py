@@ -364,3 +364,31 @@ def test_caption_data_keys(tmp_path):
         build_datasets({**base, "num_validation": 8})
     with pytest.raises(ValueError, match=r"data.image_size must be an int >= 1, got 0"):
         build_datasets({**base, "image_size": 0})
+
+
+def _tiny_train_config(tmp_path: Path) -> Path:
+    config = {
+        "model": TINY_MODEL,
+        "data": {"dataset": "shapes", "num_train": 8, "num_validation": 4, "num_test": 4, "image_size": 32,
+                 "cache_dir": str(tmp_path / "cache")},
+        "training": {"output_dir": str(tmp_path / "run"), "max_steps": 2, "per_device_batch_size": 4,
+                     "save_state_every_steps": 1, "save_total_limit": None, "progress_bar": False},
+    }  # fmt: skip
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_train_resume_from_a_broken_state_and_divergence_are_one_line(tmp_path, capsys):
+    config = _tiny_train_config(tmp_path)
+    assert main(["train", str(config)]) == 0
+    capsys.readouterr()
+    states = tmp_path / "run" / "checkpoints"
+    (states / "step_2" / "optimizer.bin").write_bytes(b"")
+    line = _fails(["train", str(config), "training.resume_from=latest", "training.max_steps=3"], capsys)
+    assert f"cannot resume from {states / 'step_2'}: {states / 'step_2' / 'optimizer.bin'} is truncated" in line
+    assert f"previous intact state folder is {states / 'step_1'}" in line
+    line = _fails(["train", str(config), f"training.output_dir={tmp_path / 'wild'}", "training.learning_rate=1e30",
+                   "training.max_grad_norm=null", "training.max_steps=6"], capsys)  # fmt: skip
+    assert re.match(r"error: training diverged at step \d+: ", line), line
+    assert not (tmp_path / "wild" / "model.safetensors").exists()
