@@ -4,6 +4,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from .errors import ConversionError
+from .escaping import printable
 
 __all__ = ["require_keys"]
 
@@ -37,7 +38,9 @@ def require_keys(
     if not absent:
         return
     prefixes = list(dict.fromkeys(str(key).split(".")[0] + ("." if "." in str(key) else "") for key in state_dict))
-    shown = ", ".join(prefixes[:12]) + (", ..." if len(prefixes) > 12 else "") if prefixes else "(no keys)"
+    # Key names come from the file: escaped, so that they cannot forge lines in a terminal or a log.
+    shown = ", ".join(printable(p, limit=60) for p in prefixes[:12]) + (", ..." if len(prefixes) > 12 else "")
+    shown = shown or "(no keys)"
     missing = ", ".join(repr(pattern) for pattern in absent)
     raise ConversionError(
         f"this checkpoint does not look like a checkpoint of {family}: none of the keys matching {missing} were "

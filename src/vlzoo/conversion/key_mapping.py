@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import ConversionError
+from .escaping import printable, printable_repr
 
 __all__ = [
     "KeyMap",
@@ -57,7 +58,9 @@ class MappingReport:
     def format(self, *, verbose: bool = False) -> str:
         """Multi-line report; key lists are grouped by common prefix with layer numbers collapsed.
 
-        With ``verbose`` the full ``source -> converted`` table follows.
+        With ``verbose`` the full ``source -> converted`` table follows. Keys come from the checkpoint file, so each
+        is escaped (:func:`~vlzoo.conversion.escaping.printable`): a newline or an escape sequence in a key cannot
+        forge a line of the report.
         """
         lines = [
             f"Key mapping: {self.mapped} tensors mapped, {len(self.dropped)} dropped deliberately, "
@@ -72,16 +75,18 @@ class MappingReport:
         for title, keys in sections:
             if keys:
                 lines.append(f"{title} ({len(keys)}):")
-                lines.extend(f"  {group}" for group in group_keys(keys))
+                lines.extend(f"  {group}" for group in group_keys(printable(key) for key in keys))
         if self.shape_mismatches:
             lines.append(f"Shape mismatches ({len(self.shape_mismatches)}):")
             lines.extend(
-                f"  {name}: checkpoint {list(got)} vs model {list(expected)}"
+                f"  {printable(name)}: checkpoint {list(got)} vs model {list(expected)}"
                 for name, got, expected in self.shape_mismatches
             )
         if verbose and self.sources:
             lines.append(f"Source key -> converted key ({len(self.sources)}):")
-            lines.extend(f"  {source} -> {target}" for target, source in sorted(self.sources.items()))
+            lines.extend(
+                f"  {printable(source)} -> {printable(target)}" for target, source in sorted(self.sources.items())
+            )
         return "\n".join(lines)
 
 
@@ -186,13 +191,13 @@ def apply_key_map(
             target = match.expand(replacement)
         except (re.error, IndexError) as error:
             raise ConversionError(
-                f"key map replacement {replacement!r} cannot be applied to {source!r}: {error}"
+                f"key map replacement {replacement!r} cannot be applied to {printable_repr(source)}: {error}"
             ) from None
         for name, value in _transform(target, tensor, transform_rules).items():
             if name in report.sources:
                 raise ConversionError(
-                    f"key map sends both {report.sources[name]!r} and {source!r} to {name!r}; each converted key "
-                    f"must come from exactly one source key"
+                    f"key map sends both {printable_repr(report.sources[name])} and {printable_repr(source)} to "
+                    f"{printable_repr(name)}; each converted key must come from exactly one source key"
                 )
             converted[name] = value
             report.sources[name] = source
@@ -212,7 +217,8 @@ def _transform(
     if isinstance(result, Mapping) and all(isinstance(v, torch.Tensor) for v in result.values()):
         return dict(result)
     raise TypeError(
-        f"the transform for {target!r} returned {type(result).__name__}; expected a tensor or a dict of tensors"
+        f"the transform for {printable_repr(target)} returned {type(result).__name__}; expected a tensor or a dict "
+        f"of tensors"
     )
 
 
@@ -262,7 +268,9 @@ def split_fused_qkv(weight_or_bias: torch.Tensor, num_parts: int = 3) -> tuple[t
     Returns ``num_parts`` independent tensors in stored order (q, k, v for the usual layout).
     """
     if not isinstance(weight_or_bias, torch.Tensor) or weight_or_bias.dim() == 0:
-        raise ValueError(f"weight_or_bias must be a tensor with at least one dimension, got {weight_or_bias!r:.60}")
+        raise ValueError(
+            f"weight_or_bias must be a tensor with at least one dimension, got {printable_repr(weight_or_bias)}"
+        )
     if not isinstance(num_parts, int) or num_parts < 1 or weight_or_bias.shape[0] % num_parts:
         raise ValueError(
             f"cannot split a tensor of shape {list(weight_or_bias.shape)} into num_parts={num_parts!r} equal parts "
@@ -283,7 +291,7 @@ def split_transform(fused: str, parts: Sequence[str]) -> Transform:
     def split(target: str, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
         components = target.split(".")
         if fused not in components:
-            raise ConversionError(f"cannot split {target!r}: it has no {fused!r} name component")
+            raise ConversionError(f"cannot split {printable_repr(target)}: it has no {fused!r} name component")
         index = len(components) - 1 - components[::-1].index(fused)
         names = [".".join([*components[:index], part, *components[index + 1 :]]) for part in parts]
         return dict(zip(names, split_fused_qkv(tensor, len(parts)), strict=True))

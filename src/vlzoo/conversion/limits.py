@@ -6,14 +6,16 @@ unpickled (:func:`scan_pickle`), the unpickled object graph is measured before a
 (:func:`check_view_bounds`, :func:`check_stored_tensor`).
 """
 
-import io
 import math
+import mmap
 import pickletools
 from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
+
+from .escaping import printable_repr
 
 __all__ = [
     "MAX_NESTING_DEPTH",
@@ -36,7 +38,17 @@ _OBJECTS_PER_BYTE = 2
 _OBJECT_BUDGET_FLOOR = 1_000_000
 
 _MAX_TENSOR_DIMENSIONS = 64  # torch's own limit
+
+_OPCODES: dict[int, pickletools.OpcodeInfo] = {ord(op.code): op for op in pickletools.opcodes}
 _MEMO_WRITES = {"PUT", "BINPUT", "LONG_BINPUT"}
+_SIZED_VALUES = {"BINPUT", "LONG_BINPUT", "FRAME"}
+# Byte-counted arguments: pickletools' length code -> (width of the count, whether it is signed).
+_COUNTED = {
+    pickletools.TAKEN_FROM_ARGUMENT1: (1, False),
+    pickletools.TAKEN_FROM_ARGUMENT4: (4, True),
+    pickletools.TAKEN_FROM_ARGUMENT4U: (4, False),
+    pickletools.TAKEN_FROM_ARGUMENT8U: (8, False),
+}
 
 
 class UnsafeFileError(ValueError):
@@ -51,27 +63,78 @@ def object_budget(pickle_bytes: int) -> int:
     return _OBJECT_BUDGET_FLOOR + _OBJECTS_PER_BYTE * max(int(pickle_bytes), 0)
 
 
-def scan_pickle(stream: BinaryIO | bytes, *, source: str) -> int:
-    """Validate every opcode of one pickle, up to its STOP, before anything unpickles it; returns the opcode count.
+def scan_pickle(data: bytes | bytearray | memoryview | mmap.mmap, start: int = 0, *, source: str) -> int:
+    """Validate every opcode of the pickle at ``data[start:]`` up to its STOP, before anything unpickles it.
 
-    ``pickletools`` checks each declared length against the data actually present instead of allocating it first,
-    and memo indices are bounded by the opcode count so far: the C unpickler sizes its memo table from the largest
-    index it sees, so a single PUT of index 2**32 in a ten-byte pickle would otherwise allocate tens of gigabytes.
-    A stream is left just after the STOP opcode.
+    Each opcode must be known and each declared argument length must fit in the data, and memo indices are bounded
+    by the opcode count so far: the C unpickler sizes its memo table from the largest index it sees and allocates
+    counted byte arrays before reading them, so one opcode of a ten-byte pickle could otherwise make it allocate
+    tens of gigabytes. Only lengths and memo indices are read (Python 2 byte strings, which pickletools cannot
+    decode, pass).
+
+    Returns:
+        The offset just after the STOP opcode.
 
     Raises:
         UnsafeFileError: a memo index beyond anything the pickle could have stored.
-        ValueError: the opcodes are malformed or end before STOP (pickletools' own message).
+        ValueError: an unknown opcode, an argument running past the data, or no STOP.
     """
-    stream = io.BytesIO(stream) if isinstance(stream, (bytes, bytearray)) else stream
-    count = 0
-    for count, (opcode, argument, position) in enumerate(pickletools.genops(stream), start=1):
-        if opcode.name in _MEMO_WRITES and (not isinstance(argument, int) or not 0 <= argument <= count):
+    end = len(data)
+    position, count = start, 0
+    while position < end:
+        opcode = _OPCODES.get(data[position])
+        if opcode is None:
+            raise ValueError(f"unknown pickle opcode {data[position]:#04x} at byte {position}")
+        argument_start = position + 1
+        length, value = _argument(data, argument_start, opcode, end)
+        count += 1
+        if opcode.name in _MEMO_WRITES and not 0 <= value <= count:
             raise UnsafeFileError(
-                f"{source} writes pickle memo entry {argument!r} at opcode {count} (byte {position}); a pickle numbers "
+                f"{source} writes pickle memo entry {value} at opcode {count} (byte {position}); a pickle numbers "
                 f"its memo entries in order, so the index cannot exceed the opcode count"
             )
-    return count
+        position = argument_start + length
+        if opcode.name == "STOP":
+            return position
+    raise ValueError(f"the pickle ends at byte {end} without its STOP opcode")
+
+
+def _argument(data: Any, start: int, opcode: pickletools.OpcodeInfo, end: int) -> tuple[int, int]:
+    """(length of ``opcode``'s argument at ``start``, its value when it is a memo index or frame size, else 0)."""
+    descriptor = opcode.arg
+    if descriptor is None:
+        return 0, 0
+    if descriptor.n >= 0:
+        length = descriptor.n
+        if start + length > end:
+            raise ValueError(f"opcode {opcode.name} at byte {start - 1} runs past the end of the pickle")
+        value = int.from_bytes(data[start : start + length], "little") if opcode.name in _SIZED_VALUES else 0
+        if opcode.name == "FRAME" and start + length + value > end:
+            raise ValueError(f"a frame at byte {start - 1} declares {value} bytes; fewer remain")
+        return length, value
+    if descriptor.n == pickletools.UP_TO_NEWLINE:
+        lines = 2 if descriptor.name.endswith("_pair") else 1
+        stop = start - 1
+        for _ in range(lines):
+            stop = data.find(b"\n", stop + 1, end)
+            if stop < 0:
+                raise ValueError(f"opcode {opcode.name} at byte {start - 1} is missing its newline")
+        value = 0
+        if opcode.name == "PUT":
+            text = bytes(data[start:stop])
+            if not text.isdigit() or len(text) > 19:
+                raise ValueError(f"PUT at byte {start - 1} has the memo index {text[:40]!r}")
+            value = int(text)
+        return stop + 1 - start, value
+    width, signed = _COUNTED[descriptor.n]
+    if start + width > end:
+        raise ValueError(f"opcode {opcode.name} at byte {start - 1} runs past the end of the pickle")
+    counted = int.from_bytes(data[start : start + width], "little", signed=signed)
+    if counted < 0 or start + width + counted > end:
+        raise ValueError(
+            f"opcode {opcode.name} at byte {start - 1} declares {counted} bytes; {end - start - width} remain"
+        )
+    return width + counted, 0
 
 
 def plain_children(value: Any) -> Iterable[Any] | None:
@@ -175,8 +238,8 @@ def check_view_bounds(
         or not all(type(n) is int and n >= 0 for n in numbers)
     ):
         raise UnsafeFileError(
-            f"{source} holds a tensor with an invalid layout: offset {storage_offset!r:.40}, size {size!r:.200}, "
-            f"stride {stride!r:.200}"
+            f"{source} holds a tensor with an invalid layout: offset {printable_repr(storage_offset)}, "
+            f"size {printable_repr(size)}, stride {printable_repr(stride)}"
         )
     numel = math.prod(size)
     if numel == 0:

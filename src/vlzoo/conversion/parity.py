@@ -11,6 +11,8 @@ import safetensors
 import safetensors.torch
 import torch
 
+from .escaping import printable, printable_repr
+
 __all__ = ["OutputComparison", "ParityReport", "compare_outputs", "load_io_tensors"]
 
 
@@ -65,14 +67,18 @@ class ParityReport:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str) + "\n")
 
     def format(self) -> str:
-        """A plain-text table: name, shape, max |diff|, ok/FAIL (and the reason of each failure)."""
+        """A plain-text table: name, shape, max |diff|, ok/FAIL (and the reason of each failure).
+
+        Output names come from the reference file: they are escaped, so that a name holding a newline or an escape
+        sequence cannot forge a line such as the verdict.
+        """
         header = ("output", "shape", "max |diff|", "result")
         rows = [
             (
-                output.name,
+                printable(output.name),
                 "x".join(map(str, output.shape)) if output.shape is not None else "-",
                 f"{output.max_abs_diff:.3e}" if output.max_abs_diff is not None else "-",
-                "ok" if output.passed else f"FAIL: {output.message}",
+                "ok" if output.passed else f"FAIL: {printable(output.message)}",
             )
             for output in self.outputs
         ]
@@ -87,7 +93,7 @@ class ParityReport:
             f"parity {verdict} at atol={self.atol:g} ({len(self.outputs) - len(self.failures)}/{len(self.outputs)} ok)"
         )
         if self.skipped:
-            summary += f"; not compared: {', '.join(self.skipped)}"
+            summary += f"; not compared: {', '.join(map(printable, self.skipped))}"
         return "\n".join([title, *lines, summary])
 
 
@@ -149,14 +155,15 @@ def load_io_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     try:
         tensors = safetensors.torch.load_file(str(path))
     except (safetensors.SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"reference file {path} is truncated or corrupt ({error})") from None
+        raise ValueError(f"reference file {path} is truncated or corrupt ({printable(error)})") from None
     inputs: dict[str, torch.Tensor] = {}
     outputs: dict[str, torch.Tensor] = {}
     for key, tensor in tensors.items():
         kind, _, name = key.partition(".")
         if kind not in ("input", "output") or not name:
             raise ValueError(
-                f"reference file {path} has key {key!r}; expected only 'input.<name>' and 'output.<name>'"
+                f"reference file {path} has key {printable_repr(key)}; expected only 'input.<name>' and "
+                f"'output.<name>'"
             )
         (inputs if kind == "input" else outputs)[name] = tensor
     if not outputs:

@@ -11,17 +11,29 @@ from typing import Any
 
 import torch
 import transformers
+from huggingface_hub.errors import StrictDataclassError
 from transformers import PreTrainedConfig, PreTrainedModel, ProcessorMixin
 from transformers.utils import logging
 
 from .errors import ConversionError, ParityError
+from .escaping import printable
 from .family_check import require_keys
 from .key_mapping import KeyMap, MappingReport, Transform, apply_key_map, check_against_model
+from .limits import walk_object_graph
 from .output_dir import atomic_output_dir, check_output_dir
 from .parity import ParityReport, compare_outputs, load_io_tensors
 from .safe_load import LoadedCheckpoint, load_checkpoint
 
 logger = logging.get_logger(__name__)
+
+# An inferred architecture may need at most this many times the elements the checkpoint stores (plus a margin for
+# buffers the checkpoint does not hold): more means the shapes in the file are inconsistent or hostile, and building
+# the model could exhaust memory. A faithful conversion needs at most what is stored.
+_MAX_MODEL_GROWTH = 2
+_MODEL_SIZE_MARGIN = 1_000_000
+# An original training config (a yacs/YAML dump) is a few levels deep and at most a few thousand values.
+_MAX_CONFIG_DEPTH = 32
+_MAX_CONFIG_VALUES = 100_000
 
 __all__ = [
     "ConversionResult",
@@ -113,8 +125,9 @@ def convert_checkpoint(
 ) -> ConversionResult:
     """Convert an original checkpoint into a ``save_pretrained`` folder, or fail without writing anything.
 
-    Steps: safe load -> family check -> config inference -> family state-dict checks -> key map (leftovers are an
-    error) -> strict load into a fresh model (missing/unexpected/misshaped keys are an error) -> ``eval()`` ->
+    Steps: safe load -> family check -> config inference -> size check of the inferred model (built on the meta
+    device, so nothing is allocated) against the stored elements -> family state-dict checks -> key map (leftovers
+    are an error) -> strict load into a fresh model (missing/unexpected/misshaped keys are an error) -> ``eval()`` ->
     optional parity against an io.safetensors file (a failure aborts) -> atomic write of the model
     (safetensors), the processor, ``parity.json`` and ``conversion_report.txt``.
 
@@ -150,7 +163,19 @@ def convert_checkpoint(
     loaded = load_checkpoint(checkpoint, strip_prefixes=tuple(converter.strip_prefixes))
     state_dict = loaded.state_dict
     require_keys(state_dict, family=converter.family, required=converter.required_keys)
-    config = converter.infer_config(state_dict, original_config=config_dict, variant=variant)
+    try:
+        config = converter.infer_config(state_dict, original_config=config_dict, variant=variant)
+    except StrictDataclassError as error:
+        # huggingface_hub wraps the config's own ValueError; keep its message, on one line.
+        raise ConversionError(
+            f"the {converter.family} architecture inferred from {checkpoint}{_with_config(original_config)} is not "
+            f"valid: {printable(' '.join(str(error).split()), limit=500)}"
+        ) from None
+    except (ValueError, TypeError) as error:
+        raise ConversionError(
+            f"cannot infer the {converter.family} architecture of {checkpoint}{_with_config(original_config)}: {error}"
+        ) from None
+    _check_model_size(converter, config, state_dict, checkpoint)
     converter.check_state_dict(state_dict, config)
 
     mapped, mapping_report = apply_key_map(
@@ -211,7 +236,11 @@ def _check_variant(converter: FamilyConverter, variant: str | None) -> None:
 
 
 def _read_original_config(original_config: dict | str | Path | None) -> dict | None:
-    if original_config is None or isinstance(original_config, dict):
+    """The original config as a dict, checked to be a small tree of JSON-like values (depth and size bounded)."""
+    if original_config is None:
+        return None
+    if isinstance(original_config, dict):
+        _check_config_tree(original_config, "original_config")
         return original_config
     if not isinstance(original_config, (str, Path)):
         raise TypeError(f"original_config must be a dict or a JSON file path, got {type(original_config).__name__}")
@@ -219,12 +248,57 @@ def _read_original_config(original_config: dict | str | Path | None) -> dict | N
     if not path.is_file():
         raise FileNotFoundError(f"original_config file {path} does not exist")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError(
+            f"original_config file {path} nests JSON arrays/objects too deeply to parse (an original config has "
+            f"a few levels)"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"original_config file {path} is not valid JSON ({error})") from None
+        raise ValueError(f"original_config file {path} is not valid JSON ({printable(error)})") from None
     if not isinstance(data, dict):
         raise ValueError(f"original_config file {path} holds a JSON {type(data).__name__}; expected an object")
+    _check_config_tree(data, f"original_config file {path}")
     return data
+
+
+def _with_config(original_config: dict | str | Path | None) -> str:
+    return f" with original config {original_config}" if isinstance(original_config, (str, Path)) else ""
+
+
+def _check_config_tree(config: dict, source: str) -> None:
+    walk_object_graph(config, source=source, max_objects=_MAX_CONFIG_VALUES, max_depth=_MAX_CONFIG_DEPTH)
+
+
+def _check_model_size(
+    converter: FamilyConverter, config: PreTrainedConfig, state_dict: dict[str, torch.Tensor], checkpoint: str | Path
+) -> None:
+    """Refuse a config whose model would need far more elements than the checkpoint stores, before allocating it.
+
+    The model is built on the meta device (shapes only, no memory); the stored elements are counted once per
+    storage, so that many views of one buffer do not count as many buffers.
+    """
+    with torch.device("meta"):
+        model = converter.build_model(config)
+    needed = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+    stored = _stored_elements(state_dict)
+    if needed > _MAX_MODEL_GROWTH * stored + _MODEL_SIZE_MARGIN:
+        raise ConversionError(
+            f"the {converter.family} architecture inferred from {checkpoint} needs {needed:,} parameter and buffer "
+            f"elements but the checkpoint stores {stored:,}: its shapes are inconsistent (check --original-config "
+            f"and --variant); nothing was allocated"
+        )
+
+
+def _stored_elements(state_dict: dict[str, torch.Tensor]) -> int:
+    storages: dict[int, int] = {}
+    for tensor in state_dict.values():
+        storage = tensor.untyped_storage()
+        if storage.nbytes():
+            storages[storage.data_ptr()] = max(
+                storages.get(storage.data_ptr(), 0), storage.nbytes() // tensor.element_size()
+            )
+    return sum(storages.values())
 
 
 def _load_strictly(model: PreTrainedModel, mapped: dict[str, torch.Tensor], report: MappingReport) -> PreTrainedModel:
@@ -291,12 +365,12 @@ def _conversion_report(
     lines = [
         f"family: {converter.family}",
         f"variant: {variant or '-'}",
-        f"checkpoint: {checkpoint.name}",
+        f"checkpoint: {printable(checkpoint.name)}",
         f"container: {loaded.container}",
         f"read with: {loaded.reader}",
     ]
     if loaded.neutralised:
-        lines.append(f"neutralised (never imported or run): {', '.join(loaded.neutralised)}")
+        lines.append(f"neutralised (never imported or run): {', '.join(map(printable, loaded.neutralised))}")
     lines += ["", mapping_report.format(verbose=True), ""]
     lines.append(parity_report.format() if parity_report is not None else "parity: not verified")
     return "\n".join(lines) + "\n"
@@ -345,19 +419,20 @@ def run_from_args(converter: FamilyConverter, args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             atol=args.atol,
         )
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as error:
-        # Expected failures (including ConversionError) are reported as one message, without a traceback.
+    except (ValueError, TypeError, OSError, StrictDataclassError) as error:
+        # Expected failures (ConversionError, hostile or damaged files, bad arguments) are reported as one message
+        # without a traceback; messages escape whatever came from the files.
         logger.debug("conversion failed", exc_info=True)
         print(f"error: {error}", file=sys.stderr)
         return 1
     report = result.mapping_report
-    print(f"Converted {args.checkpoint} ({result.container}) to {result.output_dir}")
+    print(f"Converted {printable(args.checkpoint)} ({result.container}) to {printable(result.output_dir)}")
     print(
         f"{result.family}{f' {result.variant}' if result.variant else ''}: {report.mapped} tensors mapped, "
         f"{len(report.dropped)} dropped deliberately"
     )
     if result.neutralised:
-        print(f"neutralised (never imported or run): {', '.join(result.neutralised)}")
+        print(f"neutralised (never imported or run): {', '.join(map(printable, result.neutralised))}")
     print(result.parity_report.format() if result.parity_report is not None else "parity: not verified")
     return 0
 

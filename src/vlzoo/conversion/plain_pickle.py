@@ -4,6 +4,8 @@ import io
 import pickle
 from pathlib import Path
 
+from .limits import UnsafeFileError, object_budget, scan_pickle, walk_object_graph
+
 PLAIN_TYPES = (dict, list, tuple, str, bytes, int, float, bool, type(None))
 
 
@@ -23,26 +25,28 @@ class PlainDataUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError("refusing to load a persistent id: only plain data is allowed")
 
 
-def _check_plain(value: object, path: str) -> None:
+def _check_plain(value: object) -> None:
     if not isinstance(value, PLAIN_TYPES):
-        raise pickle.UnpicklingError(f"{path} holds a {type(value).__name__}, not plain data")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _check_plain(key, path)
-            _check_plain(item, f"{path}[{key!r}]")
-    elif isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            _check_plain(item, f"{path}[{index}]")
+        raise pickle.UnpicklingError(f"the pickle holds a {type(value).__name__}, not plain data")
 
 
 def load_plain_pickle(path: str | Path) -> object:
-    """Load a pickle of plain data (Python 2 byte strings are decoded as UTF-8); raise `ValueError` otherwise."""
+    """Load a pickle of plain data (Python 2 byte strings are decoded as UTF-8); raise `ValueError` otherwise.
+
+    The opcodes are validated before unpickling and the result is checked with bounded work: a few kilobytes whose
+    shared references expand to billions of objects, or lists nested 100k levels deep, are refused instead of
+    hanging the caller that walks them.
+    """
     data = Path(path).read_bytes()
     if not data:
         raise ValueError(f"{path} is empty")
+    source = f"pickle file {path}"
     try:
+        scan_pickle(data, source=source)
         value = PlainDataUnpickler(io.BytesIO(data), encoding="utf-8").load()
-        _check_plain(value, "pickle")
+        walk_object_graph(value, source=source, max_objects=object_budget(len(data)), visit=_check_plain)
+    except UnsafeFileError:
+        raise
     except (
         pickle.UnpicklingError,
         EOFError,

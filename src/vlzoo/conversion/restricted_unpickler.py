@@ -10,6 +10,7 @@ rest of the process.
 import _compat_pickle
 import collections
 import io
+import mmap
 import pickle
 import sys
 import zipfile
@@ -20,7 +21,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from .escaping import printable
+from .escaping import printable, printable_repr
 from .limits import (
     UnsafeFileError,
     check_stored_tensor,
@@ -273,7 +274,9 @@ def _checked_view(storage: Any, storage_offset: Any, size: Any, stride: Any, dty
     if not isinstance(storage, _Storage):
         raise pickle.UnpicklingError(f"a tensor refers to {type(storage).__name__} instead of a stored buffer")
     if not isinstance(size, (tuple, list)) or not isinstance(stride, (tuple, list)):
-        raise pickle.UnpicklingError(f"a tensor's size and stride must be tuples, got {size!r:.60} and {stride!r:.60}")
+        raise pickle.UnpicklingError(
+            f"a tensor's size and stride must be tuples, got {printable_repr(size)} and {printable_repr(stride)}"
+        )
     size, stride = tuple(size), tuple(stride)
     check_view_bounds(size, stride, storage_offset, storage.nbytes // dtype.itemsize, source=storage.source)
     if storage.untyped is None:
@@ -309,7 +312,7 @@ def _rebuild_tensor_v3(
     metadata=None,
 ) -> Any:
     if not isinstance(dtype, torch.dtype):
-        raise pickle.UnpicklingError(f"a tensor names {dtype!r:.60} as its dtype")
+        raise pickle.UnpicklingError(f"a tensor names {printable_repr(dtype)} as its dtype")
     return _checked_view(storage, storage_offset, size, stride, dtype)
 
 
@@ -333,7 +336,9 @@ _TENSOR_REBUILDERS: dict[tuple[str, str], _SealedFunction] = {
 def _rebuild_from_type(func: Any, new_type: Any, args: Any, state: Any) -> Any:
     # Tensors with Python attributes or of a subclass: rebuilt as the plain tensor their rebuild function gives.
     if func not in _TENSOR_REBUILDERS.values() or not isinstance(args, tuple):
-        raise pickle.UnpicklingError(f"_rebuild_from_type_v2 is asked to call {func!r:.80}, not a tensor rebuild")
+        raise pickle.UnpicklingError(
+            f"_rebuild_from_type_v2 is asked to call {printable_repr(func)}, not a tensor rebuild"
+        )
     return func(*args)
 
 
@@ -385,12 +390,12 @@ class _Records:
         self.storages: dict[str, _Storage] = {}
 
     def storage(self, pid: Any) -> _Storage:
-        raise pickle.UnpicklingError(f"unexpected persistent id {pid!r:.80}")
+        raise pickle.UnpicklingError(f"unexpected persistent id {printable_repr(pid)}")
 
     def _declared(self, storage_type: Any, key: Any, numel: Any) -> tuple[torch.dtype, int]:
         """Validate one storage declaration; a key declared again must name the same type and size."""
         if not isinstance(storage_type, _StorageType) or not isinstance(key, str) or type(numel) is not int:
-            raise pickle.UnpicklingError(f"invalid storage record ({storage_type!r}, {key!r:.60}, {numel!r:.60})")
+            raise pickle.UnpicklingError(f"invalid storage record {printable_repr((storage_type, key, numel))}")
         if numel < 0:
             raise pickle.UnpicklingError(f"storage record {printable(key)} declares {numel} elements")
         known = self.storages.get(key)
@@ -416,11 +421,11 @@ class _ZipRecords(_Records):
         if f"{prefix}byteorder" in names:
             self.byteorder = zip_file.read(f"{prefix}byteorder").decode("ascii", errors="replace")
             if self.byteorder not in ("little", "big"):
-                raise pickle.UnpicklingError(f"unknown byte order record {printable(self.byteorder)!r}")
+                raise pickle.UnpicklingError(f"unknown byte order record '{printable(self.byteorder)}'")
 
     def storage(self, pid: Any) -> _Storage:
         if not isinstance(pid, tuple) or len(pid) != 5 or pid[0] not in ("storage", b"storage"):
-            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
+            raise pickle.UnpicklingError(f"unsupported persistent id {printable_repr(pid)}")
         _, storage_type, key, _location, numel = pid
         # The recorded device (e.g. "cuda:0") is ignored: everything is rebuilt on the CPU.
         dtype, numel = self._declared(storage_type, key, numel)
@@ -458,7 +463,7 @@ class _LegacyRecords(_Records):
 
     def storage(self, pid: Any) -> _Storage:
         if not isinstance(pid, tuple) or len(pid) != 6 or pid[0] not in ("storage", b"storage"):
-            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
+            raise pickle.UnpicklingError(f"unsupported persistent id {printable_repr(pid)}")
         _, storage_type, key, _location, numel, view = pid
         dtype, numel = self._declared(storage_type, key, numel)
         root = self.storages.setdefault(key, _Storage(key, dtype, numel * dtype.itemsize, None, self.source))
@@ -466,10 +471,10 @@ class _LegacyRecords(_Records):
         if view is None:
             return root
         if not isinstance(view, tuple) or len(view) != 3:
-            raise pickle.UnpicklingError(f"invalid storage view {view!r:.80}")
+            raise pickle.UnpicklingError(f"invalid storage view {printable_repr(view)}")
         view_key, offset, view_size = view
         if not isinstance(view_key, str) or type(offset) is not int or type(view_size) is not int:
-            raise pickle.UnpicklingError(f"invalid storage view {view!r:.80}")
+            raise pickle.UnpicklingError(f"invalid storage view {printable_repr(view)}")
         if offset < 0 or view_size < 0 or offset + view_size > numel:
             raise UnsafeFileError(
                 f"{self.source} declares a view of {view_size} elements at {offset} into storage "
@@ -612,50 +617,48 @@ def probe_legacy_file(path: str | Path) -> Probe:
             its :attr:`Probe.neutralised` lists them.
     """
     source = f"checkpoint file {path}"
-    size = Path(path).stat().st_size
     records = _LegacyRecords(source)
+    named: set[str] = set()
     total = 0
-    with open(path, "rb") as handle:
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        position = 0
 
-        def next_pickle(records_for_it: _Records) -> tuple[Any, tuple[str, ...]]:
-            nonlocal total
-            start = handle.tell()
-            scan_pickle(handle, source=source)
-            length = handle.tell() - start
-            handle.seek(start)
-            data = handle.read(length)
-            total += length
+        def next_pickle(records_for_it: _Records) -> Any:
+            nonlocal position, total
+            end = scan_pickle(view, position, source=source)
+            data = view[position:end]
+            position, total = end, total + len(data)
             value, neutralised = _unpickle(data, records_for_it)
-            check_data_graph(value, source=source, pickle_bytes=length)
-            return value, neutralised
+            check_data_graph(value, source=source, pickle_bytes=len(data))
+            named.update(neutralised)
+            return value
 
-        magic, neutralised = next_pickle(_Records(source))
-        if neutralised:
-            return Probe(neutralised, total)
+        magic = next_pickle(_Records(source))
+        if named:
+            return Probe(tuple(sorted(named)), total)
         if magic != _LEGACY_MAGIC_NUMBER:
             raise pickle.UnpicklingError("the file does not start with torch's magic number: it is a plain pickle")
-        protocol, _ = next_pickle(_Records(source))
+        protocol = next_pickle(_Records(source))
         if protocol != _LEGACY_PROTOCOL_VERSION:
-            raise pickle.UnpicklingError(f"unknown legacy protocol version {protocol!r:.40}")
-        next_pickle(_Records(source))
-        _, neutralised = next_pickle(records)
-        keys, more = next_pickle(_Records(source))
-        neutralised = tuple(sorted({*neutralised, *more}))
+            raise pickle.UnpicklingError(f"unknown legacy protocol version {printable_repr(protocol)}")
+        next_pickle(_Records(source))  # system information
+        next_pickle(records)
+        keys = next_pickle(_Records(source))
         if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
             raise pickle.UnpicklingError("the storage key list is not a list of strings")
         if len(set(keys)) != len(keys) or set(keys) != set(records.roots):
             raise UnsafeFileError(
-                f"{source} lists storages {printable(sorted(set(keys)))} but its tensors use "
+                f"{source} lists storages {printable(sorted(keys))} but its tensors use "
                 f"{printable(sorted(records.roots))}; a storage missing from the list would stay uninitialised"
             )
         for key in keys:
-            header = handle.read(8)
-            numel = int.from_bytes(header, "little") if len(header) == 8 else -1
-            nbytes = records.roots[key] * records.storages[key].dtype.itemsize
-            if numel != records.roots[key] or handle.tell() + nbytes > size:
+            numel = records.roots[key]
+            start = position + 8
+            end = start + numel * records.storages[key].dtype.itemsize
+            if end > len(view) or int.from_bytes(view[position:start], "little") != numel:
                 raise UnsafeFileError(
-                    f"{source}: the bytes of storage {printable(key)} ({records.roots[key]} elements declared) are "
-                    f"missing or of another size"
+                    f"{source}: the bytes of storage {printable(key)} ({numel} elements declared) are missing or of "
+                    f"another size"
                 )
-            handle.seek(nbytes, io.SEEK_CUR)
-    return Probe(neutralised, total)
+            position = end
+    return Probe(tuple(sorted(named)), total)

@@ -144,7 +144,8 @@ def load_checkpoint(path: str | Path, *, strip_prefixes: tuple[str, ...] = ()) -
 
 
 def _corrupt(path: Path, reason: str) -> ValueError:
-    return ValueError(f"checkpoint file {path} is truncated or corrupt ({printable(reason)})")
+    """``reason`` is already escaped (it is built with :func:`printable` or :func:`_first_line`)."""
+    return ValueError(f"checkpoint file {path} is truncated or corrupt ({reason})")
 
 
 def _looks_like_safetensors(head: bytes, path: Path) -> bool:
@@ -159,7 +160,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
             metadata = dict(handle.metadata() or {})
         tensors = safetensors.torch.load_file(str(path))
     except (safetensors.SafetensorError, *_UNREADABLE_ERRORS) as error:
-        raise _corrupt(path, f"safetensors: {error}") from None
+        raise _corrupt(path, f"safetensors: {_first_line(error)}") from None
     if not tensors:
         raise ValueError(f"checkpoint file {path} is a safetensors file without tensors")
     return tensors, metadata
@@ -179,7 +180,7 @@ def _check_zip_records(path: Path) -> None:
             duplicates = [name for name, count in Counter(info.filename for info in infos).items() if count > 1]
             if duplicates:
                 raise UnsafeFileError(
-                    f"checkpoint file {path} holds several records named {printable(duplicates[0])!r}; which one a "
+                    f"checkpoint file {path} holds several records named '{printable(duplicates[0])}'; which one a "
                     f"reader takes is ambiguous"
                 )
             declared = 0
@@ -187,11 +188,11 @@ def _check_zip_records(path: Path) -> None:
                 if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
                     raise _corrupt(
                         path,
-                        f"record {info.filename!r} is encrypted or uses compression method {info.compress_type}; "
+                        f"record '{printable(info.filename)}' is encrypted or uses compression method {info.compress_type}; "
                         f"torch.save writes plain records",
                     )
                 if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size:
-                    raise _corrupt(path, f"stored record {info.filename!r} declares two different sizes")
+                    raise _corrupt(path, f"stored record '{printable(info.filename)}' declares two different sizes")
                 declared += info.file_size
             if declared > _MAX_ZIP_INFLATION * file_size + _ZIP_INFLATION_SLACK:
                 raise UnsafeFileError(

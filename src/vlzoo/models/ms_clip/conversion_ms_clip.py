@@ -9,6 +9,7 @@ import torch
 from transformers import PreTrainedModel
 
 from vlzoo.conversion import ConversionError, FamilyConverter, KeyMap, Transform, split_transform
+from vlzoo.conversion.escaping import printable_repr
 
 from .configuration_ms_clip import PRESETS, MsClipConfig
 from .modeling_ms_clip import MsClipModel
@@ -35,8 +36,14 @@ class MsClipConversionError(ConversionError):
     """The checkpoint cannot be read as MS-CLIP (or its architecture cannot be determined)."""
 
 
+# Far above every released size (width 768, 12 blocks, 49408 tokens, 224 px) and far below what would exhaust memory:
+# a size outside these bounds comes from a damaged or hostile file, not from a model.
+_MAX_SIZE = 1 << 20
+_MAX_LAYERS = 256
+
+
 def _block_indices(state_dict: Mapping[str, torch.Tensor], prefix: str) -> list[int]:
-    pattern = re.compile(re.escape(prefix) + r"\.(\d+)\.attn\.in_proj_weight$")
+    pattern = re.compile(re.escape(prefix) + r"\.(\d{1,6})\.attn\.in_proj_weight$")
     return sorted({int(m.group(1)) for key in state_dict if (m := pattern.match(key))})
 
 
@@ -44,13 +51,64 @@ def _has_conv_stem(state_dict: Mapping[str, torch.Tensor]) -> bool:
     return f"{_VISION_BLOCK}.0.conv1.weight" in state_dict
 
 
+def _shape(state_dict: Mapping[str, torch.Tensor], key: str, ndim: int) -> tuple[int, ...]:
+    """The shape of ``state_dict[key]``, which must exist and have ``ndim`` dimensions."""
+    tensor = state_dict.get(key)
+    if not isinstance(tensor, torch.Tensor):
+        raise MsClipConversionError(f"the checkpoint has no tensor {key!r}")
+    if tensor.dim() != ndim:
+        raise MsClipConversionError(f"{key} has shape {list(tensor.shape)}; expected {ndim} dimension(s)")
+    return tuple(tensor.shape)
+
+
+def _same(what: str, value: int, reference: str, expected: int) -> None:
+    if value != expected:
+        raise MsClipConversionError(f"{what} is {value} but {reference} is {expected}: the shapes are inconsistent")
+
+
+def _bounded(name: str, value: int, source: str, *, minimum: int = 1, maximum: int = _MAX_SIZE) -> int:
+    if not minimum <= value <= maximum:
+        raise MsClipConversionError(
+            f"the inferred {name} is {value} (from {source}); expected {minimum} to {maximum}: the checkpoint is "
+            f"damaged or not an MS-CLIP checkpoint"
+        )
+    return int(value)
+
+
 def _spec(original_config: Mapping[str, Any] | None, *path: str, default: Any = None) -> Any:
+    """The value at ``path`` of the original config, or ``default`` when absent; a non-object on the way is an error."""
     node: Any = original_config or {}
-    for key in path:
-        if not isinstance(node, Mapping) or key not in node:
+    for depth, key in enumerate(path):
+        if not isinstance(node, Mapping):
+            where = ".".join(path[:depth]) or "the original config"
+            raise MsClipConversionError(f"original_config {where} must be an object, got {printable_repr(node)}")
+        if key not in node:
             return default
         node = node[key]
     return node
+
+
+def _spec_int(original_config: Mapping[str, Any] | None, *path: str, minimum: int = 1) -> int | None:
+    """An integer field of the original config (None when absent), at least ``minimum``."""
+    value = _spec(original_config, *path)
+    if value is not None and (type(value) is not int or value < minimum):
+        raise MsClipConversionError(
+            f"original_config {'.'.join(path)} must be an integer >= {minimum}, got {printable_repr(value)}"
+        )
+    return value
+
+
+def _spec_ints(original_config: Mapping[str, Any] | None, *path: str, minimum: int) -> list[int] | None:
+    """A non-empty integer-list field of the original config (None when absent), each entry at least ``minimum``."""
+    value = _spec(original_config, *path)
+    if value is not None and (
+        not isinstance(value, (list, tuple)) or not value or not all(type(v) is int and v >= minimum for v in value)
+    ):
+        raise MsClipConversionError(
+            f"original_config {'.'.join(path)} must be a non-empty list of integers >= {minimum}, got "
+            f"{printable_repr(value)}"
+        )
+    return None if value is None else list(value)
 
 
 def infer_config(
@@ -65,15 +123,33 @@ def infer_config(
     head count, the adapter positions or (without a branch) the patch size of the conv stem: those come from
     `original_config` (`MODEL.SPEC.TEXT.HEADS`, `CUSTOM.PARALLEL_LATERAL_LAYER`, `MODEL.SPEC.VISION.PATCH_SIZE`),
     else from the `variant` preset, else from the released rules when the sizes are the released ones.
+
+    Every size is checked before a config is built: tensors that carry the same width must agree, sizes and depths
+    must lie within generous bounds, and original-config values must be positive integers of the right form.
     """
     if variant is not None and variant not in PRESETS:
         raise MsClipConversionError(f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
+    if original_config is not None and not isinstance(original_config, Mapping):
+        raise MsClipConversionError(f"original_config must be a mapping, got {type(original_config).__name__}")
     preset = PRESETS[variant] if variant else None
     sd = state_dict
-    width = sd["visual.class_embedding"].shape[0]
-    vocab_size, text_width = sd["token_embedding.weight"].shape
-    context = sd["positional_embedding"].shape[0]
-    projection_dim = sd["visual.proj"].shape[1]
+    (width,) = _shape(sd, "visual.class_embedding", 1)
+    vocab_size, text_width = _shape(sd, "token_embedding.weight", 2)
+    context, position_width = _shape(sd, "positional_embedding", 2)
+    proj_rows, projection_dim = _shape(sd, "visual.proj", 2)
+    positions, vision_position_width = _shape(sd, "visual.positional_embedding", 2)
+    _bounded("vision width", width, "visual.class_embedding")
+    _bounded("text width", text_width, "token_embedding.weight")
+    _bounded("vocabulary size", vocab_size, "token_embedding.weight", minimum=3)
+    _bounded("context length", context, "positional_embedding")
+    _bounded("projection size", projection_dim, "visual.proj")
+    _same("positional_embedding width", position_width, "the token_embedding width", text_width)
+    _same("visual.proj rows", proj_rows, "the visual.class_embedding width", width)
+    _same("visual.positional_embedding width", vision_position_width, "the visual.class_embedding width", width)
+    if "text_projection" in sd:
+        text_rows, text_projection_dim = _shape(sd, "text_projection", 2)
+        _same("text_projection rows", text_rows, "the token_embedding width", text_width)
+        _same("text_projection columns", text_projection_dim, "the visual.proj columns", projection_dim)
     conv_stem = _has_conv_stem(sd)
     vision_blocks = _block_indices(sd, _VISION_BLOCK)
     text_blocks = _block_indices(sd, _TEXT_BLOCK)
@@ -81,24 +157,34 @@ def infer_config(
         raise MsClipConversionError(
             "no transformer blocks found under 'visual.transformer.resblocks' or 'transformer.resblocks'"
         )
+    _bounded("vision depth", len(vision_blocks), "visual.transformer.resblocks", maximum=_MAX_LAYERS)
+    _bounded("text depth", len(text_blocks), "transformer.resblocks", maximum=_MAX_LAYERS)
     offset = 1 if conv_stem else 0  # the conv stem occupies resblock 0 in the released code
     if vision_blocks != list(range(offset, offset + len(vision_blocks))):
         raise MsClipConversionError(f"vision blocks are not contiguous from {offset}: {vision_blocks}")
-    grid = math.isqrt(sd["visual.positional_embedding"].shape[0] - 1)
-    if grid * grid + 1 != sd["visual.positional_embedding"].shape[0]:
+    if text_blocks != list(range(len(text_blocks))):
+        raise MsClipConversionError(f"text blocks are not contiguous from 0: {text_blocks}")
+    vision_mlp, vision_mlp_in = _shape(sd, f"{_VISION_BLOCK}.{vision_blocks[0]}.mlp.c_fc.weight", 2)
+    text_mlp, text_mlp_in = _shape(sd, f"{_TEXT_BLOCK}.0.mlp.c_fc.weight", 2)
+    _bounded("vision MLP width", vision_mlp, f"{_VISION_BLOCK}.{vision_blocks[0]}.mlp.c_fc.weight")
+    _bounded("text MLP width", text_mlp, f"{_TEXT_BLOCK}.0.mlp.c_fc.weight")
+    _same("the vision MLP input width", vision_mlp_in, "the visual.class_embedding width", width)
+    _same("the text MLP input width", text_mlp_in, "the token_embedding width", text_width)
+    grid = math.isqrt(positions - 1) if positions else 0
+    if grid < 1 or grid * grid + 1 != positions:
         raise MsClipConversionError("visual.positional_embedding does not hold a square grid plus a class token")
 
     adapter_kernels = []
     while (
         key := f"visual.transformer.parallel_lateral_adapter.{len(adapter_kernels)}.top2bottom_dw_conv.conv.weight"
     ) in sd:
-        adapter_kernels.append(sd[key].shape[-1])
+        adapter_kernels.append(_bounded("adapter kernel size", _shape(sd, key, 4)[-1], key))
 
     # patch size
     if not conv_stem:
-        patch = sd["visual.conv1.weight"].shape[-1]
-    elif (p := _spec(original_config, "MODEL", "SPEC", "VISION", "PATCH_SIZE")) is not None:
-        patch = int(p)
+        patch = _bounded("patch size", _shape(sd, "visual.conv1.weight", 4)[-1], "visual.conv1.weight")
+    elif (p := _spec_int(original_config, "MODEL", "SPEC", "VISION", "PATCH_SIZE")) is not None:
+        patch = p
     elif adapter_kernels:
         patch = 2 * adapter_kernels[0]  # branch stage 0 has stride 2 (msclip.md §3)
     elif preset is not None:
@@ -107,16 +193,19 @@ def infer_config(
         raise MsClipConversionError(
             "cannot infer the patch size of a conv stem without a branch: pass --variant or --original-config"
         )
-    image_size = grid * patch
+    image_size = _bounded("image size", grid * patch, "visual.positional_embedding and the patch size")
     if (size := _spec(original_config, "TRAIN", "IMAGE_SIZE")) is not None:
-        size = size[0] if isinstance(size, (list, tuple)) else size
-        if int(size) != image_size:
+        if isinstance(size, (list, tuple)):
+            size = _spec_ints(original_config, "TRAIN", "IMAGE_SIZE", minimum=1)[0]
+        else:
+            size = _spec_int(original_config, "TRAIN", "IMAGE_SIZE")
+        if size != image_size:
             raise MsClipConversionError(
                 f"TRAIN.IMAGE_SIZE is {size} but the position table holds a {grid}x{grid} grid of {patch} px patches"
             )
 
     # conv stem strides: 2 while the cumulative stride is below the patch size, then 1 (msclip.md §3)
-    stem_strides = _spec(original_config, "CUSTOM", "EARLY_CONV_RES_STRIDES")
+    stem_strides = _spec_ints(original_config, "CUSTOM", "EARLY_CONV_RES_STRIDES", minimum=1)
     if stem_strides is None:
         stem_strides, stride = [], 2
         for _ in range(4):
@@ -129,7 +218,7 @@ def infer_config(
 
     adapter_layers: list[int] = []
     if adapter_kernels:
-        released = _spec(original_config, "CUSTOM", "PARALLEL_LATERAL_LAYER")
+        released = _spec_ints(original_config, "CUSTOM", "PARALLEL_LATERAL_LAYER", minimum=offset)
         if released is None and preset is not None:
             adapter_layers = list(preset["vision_config"].get("lateral_adapter_layers", [1, 3, 5, 7, 9]))
         elif released is None and len(vision_blocks) == 11 and len(adapter_kernels) == 5:
@@ -139,13 +228,13 @@ def infer_config(
                 "the adapter positions are not stored in the weights: pass --original-config (CUSTOM.PARALLEL_LATERAL_LAYER)"
             )
         else:
-            adapter_layers = [int(i) - offset for i in released]
+            adapter_layers = [i - offset for i in released]
         if len(adapter_layers) != len(adapter_kernels):
             raise MsClipConversionError(
                 f"{len(adapter_kernels)} adapters in the weights but positions {adapter_layers}"
             )
 
-    text_heads = _spec(original_config, "MODEL", "SPEC", "TEXT", "HEADS")
+    text_heads = _spec_int(original_config, "MODEL", "SPEC", "TEXT", "HEADS")
     if text_heads is None and preset is not None:
         text_heads = preset["text_config"].get("num_attention_heads", 12)
     if text_heads is None:
@@ -155,6 +244,11 @@ def infer_config(
                 "pass --original-config (MODEL.SPEC.TEXT.HEADS) or --variant"
             )
         text_heads = text_width // 64
+    if text_width % text_heads:
+        raise MsClipConversionError(
+            f"{text_heads} text heads (MODEL.SPEC.TEXT.HEADS or the preset) do not divide the text width {text_width} "
+            f"stored in token_embedding.weight"
+        )
 
     num_shared = _count_shared(sd, vision_blocks, text_blocks, offset)
     eot = vocab_size - 1
@@ -163,7 +257,7 @@ def infer_config(
         num_shared_layers=num_shared,
         vision_config={
             "hidden_size": int(width),
-            "intermediate_size": int(sd[f"{_VISION_BLOCK}.{vision_blocks[0]}.mlp.c_fc.weight"].shape[0]),
+            "intermediate_size": int(vision_mlp),
             "num_hidden_layers": len(vision_blocks),
             "num_attention_heads": max(int(width) // 64, 1),  # hard-coded width // 64 in the released code
             "image_size": int(image_size),
@@ -177,7 +271,7 @@ def infer_config(
         text_config={
             "vocab_size": int(vocab_size),
             "hidden_size": int(text_width),
-            "intermediate_size": int(sd[f"{_TEXT_BLOCK}.0.mlp.c_fc.weight"].shape[0]),
+            "intermediate_size": int(text_mlp),
             "num_hidden_layers": len(text_blocks),
             "num_attention_heads": int(text_heads),
             "max_position_embeddings": int(context),
@@ -199,11 +293,7 @@ def _count_shared(
         i
         for i in text_blocks
         if i in vision_blocks
-        and all(
-            sd[f"{_TEXT_BLOCK}.{i}.{s}"].shape == sd[f"{_VISION_BLOCK}.{i}.{s}"].shape
-            and torch.equal(sd[f"{_TEXT_BLOCK}.{i}.{s}"], sd[f"{_VISION_BLOCK}.{i}.{s}"])
-            for s in _SHARED_SUFFIXES
-        )
+        and all(_equal(sd, f"{_TEXT_BLOCK}.{i}.{s}", f"{_VISION_BLOCK}.{i}.{s}") for s in _SHARED_SUFFIXES)
     ]
     if not shared:
         return 0
@@ -214,6 +304,14 @@ def _count_shared(
             "sharing only for a trailing run of blocks ending at the last block of both towers"
         )
     return len(shared)
+
+
+def _equal(sd: Mapping[str, torch.Tensor], a: str, b: str) -> bool:
+    """Whether tensors ``a`` and ``b`` are equal; both must exist (every block stores its attention and MLP)."""
+    for key in (a, b):
+        if not isinstance(sd.get(key), torch.Tensor):
+            raise MsClipConversionError(f"the checkpoint has no tensor {key!r}")
+    return sd[a].shape == sd[b].shape and sd[a].dtype == sd[b].dtype and torch.equal(sd[a], sd[b])
 
 
 def key_map(config: MsClipConfig) -> KeyMap:
@@ -228,8 +326,8 @@ def key_map(config: MsClipConfig) -> KeyMap:
     rules: list[tuple[str, str | None]] = [
         # fmt: off
         # image tower: embeddings, norms, projection
-        (r"visual\.class_embedding", "vision_model.class_embedding"),
-        (r"visual\.positional_embedding", "vision_model.position_embedding"),
+        (r"visual\.class_embedding", "vision_model.embeddings.class_embedding"),
+        (r"visual\.positional_embedding", "vision_model.embeddings.position_embedding"),
         (r"visual\.ln_pre\.(weight|bias)", r"vision_model.pre_layernorm.\1"),
         (r"visual\.ln_post\.(weight|bias)", r"vision_model.post_layernorm.\1"),
         (r"visual\.proj", "visual_projection.weight"),
@@ -298,8 +396,8 @@ def key_map(config: MsClipConfig) -> KeyMap:
             r"vision_model.adapters.\1.layer_norm.\2",
         ),
         # text tower: embeddings, final norm, projection, temperature
-        (r"token_embedding\.weight", "text_model.token_embedding.weight"),
-        (r"positional_embedding", "text_model.position_embedding"),
+        (r"token_embedding\.weight", "text_model.embeddings.token_embedding.weight"),
+        (r"positional_embedding", "text_model.embeddings.position_embedding"),
         (r"ln_final\.(weight|bias)", r"text_model.final_layer_norm.\1"),
         (r"text_projection", "text_projection.weight"),
         (r"logit_scale", "logit_scale"),
@@ -334,8 +432,7 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], config: MsClipConfi
         v_index = vision.num_hidden_layers - config.num_shared_layers + k + offset
         t_index = text.num_hidden_layers - config.num_shared_layers + k
         for suffix in _SHARED_SUFFIXES:
-            a, b = state_dict[f"{_TEXT_BLOCK}.{t_index}.{suffix}"], state_dict[f"{_VISION_BLOCK}.{v_index}.{suffix}"]
-            if a.shape != b.shape or not torch.equal(a, b):
+            if not _equal(state_dict, f"{_TEXT_BLOCK}.{t_index}.{suffix}", f"{_VISION_BLOCK}.{v_index}.{suffix}"):
                 raise MsClipConversionError(
                     f"{_TEXT_BLOCK}.{t_index}.{suffix} should be shared with {_VISION_BLOCK}.{v_index}.{suffix} but "
                     "the tensors differ"
