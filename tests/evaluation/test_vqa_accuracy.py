@@ -1,8 +1,10 @@
 """VQAv2 answer normalisation and leave-one-out accuracy, on hand-computed cases."""
 
+import random
+
 import pytest
 
-from vlzoo.evaluation import normalize_vqa_answer, vqa_accuracy
+from vlzoo.evaluation import normalize_vqa_answer, vqa_accuracy, vqa_answer_scores
 
 
 @pytest.mark.parametrize(
@@ -71,3 +73,30 @@ def test_invalid_inputs():
         vqa_accuracy([2], [["2"]])
     with pytest.raises(TypeError, match="list of strings"):
         vqa_accuracy("yes", [["yes"]])
+
+
+@pytest.mark.parametrize(("count", "expected"), [(1, 0.3), (2, 0.6), (3, 0.9), (4, 1.0), (7, 1.0), (10, 1.0)])
+def test_answer_scores_follow_the_vqav2_count_table_with_ten_answers(count, expected):
+    answers = ["red"] * count + [f"other{i}" for i in range(10 - count)]
+    assert vqa_answer_scores(answers)["red"] == pytest.approx(expected)
+
+
+def test_answer_scores_are_the_accuracy_each_answer_would_score():
+    rng = random.Random(0)
+    vocabulary = ["yes", "No", "no.", "two", "2", "a cat", "cat", "3"]
+    for _ in range(200):
+        answers = [rng.choice(vocabulary) for _ in range(rng.choice([1, 2, 3, 5, 10]))]
+        scores = vqa_answer_scores(answers)
+        assert list(scores) == list(dict.fromkeys(normalize_vqa_answer(a) for a in answers))
+        for prediction in vocabulary + ["dog"]:
+            expected = vqa_accuracy([prediction], [answers])
+            assert scores.get(normalize_vqa_answer(prediction), 0.0) == pytest.approx(expected)
+
+
+def test_answer_scores_reject_bad_answers():
+    with pytest.raises(ValueError, match="non-empty list"):
+        vqa_answer_scores([])
+    with pytest.raises(ValueError, match="non-empty list"):
+        vqa_answer_scores("yes")
+    with pytest.raises(TypeError, match="must hold strings"):
+        vqa_answer_scores(["yes", 3])
