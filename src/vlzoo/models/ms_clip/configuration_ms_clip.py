@@ -5,6 +5,18 @@ import copy
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
+from vlzoo.layers.config_checks import (
+    require_divisible,
+    require_finite,
+    require_int_lists,
+    require_non_negative,
+    require_non_negative_floats,
+    require_one_of,
+    require_positive,
+    require_positive_floats,
+    require_probabilities,
+)
+
 MS_CLIP_MODEL_TYPE = "vlzoo_ms_clip"
 
 
@@ -65,8 +77,10 @@ class MsClipVisionConfig(PreTrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs):
+        # Impossible geometry raises a ValueError here, at construction and when a config.json is loaded.
+        self.validate_architecture()
         for name in ("stem_strides", "lateral_adapter_layers", "branch_strides", "adapter_kernel_sizes"):
-            setattr(self, name, [int(v) for v in getattr(self, name)])
+            setattr(self, name, list(getattr(self, name)))
         super().__post_init__(**kwargs)
 
     @property
@@ -81,14 +95,24 @@ class MsClipVisionConfig(PreTrainedConfig):
         return [base * 2**j for j in range(len(self.lateral_adapter_layers))]
 
     def validate_architecture(self):
-        """Raise a ValueError naming the offending fields when the geometry is inconsistent."""
-        if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(
-                f"vision hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
-                f"({self.num_attention_heads})"
-            )
-        if self.stem_type not in ("patch", "conv"):
-            raise ValueError(f"stem_type must be 'patch' or 'conv', got {self.stem_type!r}")
+        """Raise a ValueError naming the offending fields when a value is impossible or the geometry inconsistent."""
+        require_positive(
+            self,
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "image_size",
+            "patch_size",
+            "num_channels",
+        )
+        require_positive_floats(self, "layer_norm_eps", "batch_norm_eps", "branch_batch_norm_eps")
+        require_probabilities(self, "attention_dropout")
+        require_non_negative_floats(self, "initializer_range")
+        require_one_of(self, "stem_type", ("patch", "conv"))
+        require_int_lists(self, "stem_strides", "branch_strides", "adapter_kernel_sizes", minimum=1)
+        require_int_lists(self, "lateral_adapter_layers", minimum=0)
+        require_divisible(self, "hidden_size", "num_attention_heads")
         if self.image_size % self.patch_size != 0:
             raise ValueError(f"image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})")
         if self.stem_type == "conv":
@@ -165,13 +189,26 @@ class MsClipTextConfig(PreTrainedConfig):
     bos_token_id: int | None = 49406
     eos_token_id: int | None = 49407
 
+    def __post_init__(self, **kwargs):
+        # Impossible geometry raises a ValueError here, at construction and when a config.json is loaded.
+        self.validate_architecture()
+        super().__post_init__(**kwargs)
+
     def validate_architecture(self):
-        """Raise a ValueError naming the offending fields when the geometry is inconsistent."""
-        if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(
-                f"text hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
-                f"({self.num_attention_heads})"
-            )
+        """Raise a ValueError naming the offending fields when a value is impossible or the geometry inconsistent."""
+        require_positive(
+            self,
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "max_position_embeddings",
+        )
+        require_positive_floats(self, "layer_norm_eps")
+        require_probabilities(self, "attention_dropout")
+        require_non_negative_floats(self, "initializer_range")
+        require_divisible(self, "hidden_size", "num_attention_heads")
 
 
 _MS_CLIP_S_B32 = {
@@ -240,6 +277,14 @@ class MsClipConfig(PreTrainedConfig):
     num_shared_layers: int = 11
     logit_scale_init_value: float | int = 1.0
     initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        # The towers' own fields are checked by their configs; sharing across them by validate_architecture.
+        require_positive(self, "projection_dim")
+        require_non_negative(self, "num_shared_layers")
+        require_finite(self, "logit_scale_init_value")
+        require_non_negative_floats(self, "initializer_range")
+        super().__post_init__(**kwargs)
 
     def validate_architecture(self):
         """Raise a ValueError naming the offending fields when sharing is impossible."""
