@@ -137,7 +137,7 @@ def _one_line(error: BaseException) -> str:
 def pretrained_source(value: str, what: str = "model.pretrained") -> str:
     """A local save_pretrained folder, or a Hub repo id; a missing path fails here, without any network access.
 
-    A value is taken as a path (never looked up on the Hub) when it exists, starts with "/", "./", "../" or "~",
+    A value is taken as a path (never looked up on the Hub) when it exists, starts with "/", "." or "~",
     is not a valid repo id, or its first component is an existing folder (so "runs/typo" names a local folder).
     """
     path = Path(value).expanduser()
