@@ -120,18 +120,13 @@ def test_return_dict_false_gives_tuple(case: Case):
 
 
 @pytest.mark.parametrize("case", BASE, ids=[c.id for c in BASE])
-def test_peft_lora_train_save_reload_merge(case: Case, tmp_path):
+def test_peft_lora_save_reload_merge(case: Case, tmp_path):
     model, config = _build(case)
     inputs = case.inputs(config)
     targets = list(case.family.lora_target_modules)
     peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=targets, init_lora_weights=False))
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n, p in peft_model.named_parameters() if p.requires_grad)
-    optimizer = torch.optim.SGD(trainable, lr=0.1)
-    # the step runs in eval mode: BatchNorm running statistics are not part of a LoRA adapter
-    peft_model.eval()
-    case.tester.main_output(case.model_class, peft_model(**inputs)).pow(2).sum().backward()
-    optimizer.step()
     peft_model.eval()
     with torch.no_grad():
         expected = case.tester.main_output(case.model_class, peft_model(**inputs))
@@ -140,7 +135,7 @@ def test_peft_lora_train_save_reload_merge(case: Case, tmp_path):
     base, _ = _build(case)
     with torch.no_grad():
         untouched = case.tester.main_output(case.model_class, base(**inputs))
-    assert not torch.allclose(untouched, expected), "LoRA training changed nothing"
+    assert not torch.allclose(untouched, expected), "the random LoRA weights changed nothing"
     reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
     with torch.no_grad():
         torch.testing.assert_close(case.tester.main_output(case.model_class, reloaded(**inputs)), expected)
@@ -152,6 +147,104 @@ def test_peft_lora_train_save_reload_merge(case: Case, tmp_path):
     merged.save_pretrained(tmp_path / "merged")
     with safe_open(tmp_path / "merged" / "model.safetensors", "pt") as f:
         assert not any("lora_" in k for k in f.keys())
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_lora_trained_in_train_mode_reloads_exactly(case: Case, tmp_path):
+    """Adapter training in train mode must leave nothing outside the adapter changed (BatchNorm statistics...)."""
+    model, config = _build(case)
+    model.save_pretrained(tmp_path / "base")
+    inputs = case.inputs(config)
+    with torch.no_grad():
+        untouched = case.tester.main_output(case.model_class, model(**inputs))
+    frozen_state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    peft_model = get_peft_model(
+        model, LoraConfig(r=4, lora_alpha=8, target_modules=list(case.family.lora_target_modules))
+    )
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-2)
+    peft_model.train()
+    for step in range(3):
+        batch = case.inputs(config, batch=4) if step % 2 else inputs
+        optimizer.zero_grad()
+        case.tester.main_output(case.model_class, peft_model(**batch)).pow(2).mean().backward()
+        optimizer.step()
+    peft_model.eval()
+    with torch.no_grad():
+        trained = case.tester.main_output(case.model_class, peft_model(**inputs))
+    assert not torch.allclose(trained, untouched), "three optimizer steps of LoRA training changed nothing"
+    peft_model.save_pretrained(tmp_path / "adapter")
+    changed = [
+        name
+        for name, tensor in peft_model.get_base_model().state_dict().items()
+        if "lora_" not in name
+        and name.replace(".base_layer", "") in frozen_state
+        and not torch.equal(tensor, frozen_state[name.replace(".base_layer", "")])
+    ]
+
+    base = case.model_class.from_pretrained(tmp_path / "base", attn_implementation="eager")
+    reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
+    with torch.no_grad():
+        again = case.tester.main_output(case.model_class, reloaded(**inputs))
+    torch.testing.assert_close(
+        again,
+        trained,
+        rtol=0,
+        atol=1e-5,
+        msg=lambda m: f"{m}\nstate outside the adapter changed in training: {changed}",
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_device_map_with_disk_offload_matches_normal_load(case: Case, tmp_path):
+    """`device_map="auto"` with a CPU budget below the model size: part on CPU, part offloaded to disk."""
+    model, config = _build(case)
+    model.save_pretrained(tmp_path / "model")
+    inputs = case.inputs(config)
+    normal = case.model_class.from_pretrained(tmp_path / "model", attn_implementation="eager").eval()
+    with torch.no_grad():
+        expected = case.tester.main_output(case.model_class, normal(**inputs))
+    size = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    placements = []
+    for fraction in (0.7, 0.5, 0.9):  # the first budget that gives a mixed map
+        offloaded = case.model_class.from_pretrained(
+            tmp_path / "model",
+            attn_implementation="eager",
+            device_map="auto",
+            max_memory={"cpu": int(size * fraction)},
+            offload_folder=tmp_path / f"offload-{fraction}",
+        ).eval()
+        placements.append(offloaded.hf_device_map)
+        if {"cpu", "disk"} <= set(offloaded.hf_device_map.values()):
+            break
+    else:
+        pytest.fail(f"no CPU budget gave a map with both cpu and disk entries: {placements}")
+    with torch.no_grad():
+        actual = case.tester.main_output(case.model_class, offloaded(**inputs))
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-6)
+
+
+PIXEL_CASES = [c for c in CASES if "pixel_values" in c.inputs(c.config(), batch=1)]
+
+
+@pytest.mark.parametrize("case", PIXEL_CASES, ids=[c.id for c in PIXEL_CASES])
+def test_bfloat16_model_takes_float32_pixel_values(case: Case):
+    model, config = _build(case)
+    model.to(torch.bfloat16)
+    inputs = case.inputs(config)
+    assert inputs["pixel_values"].dtype == torch.float32
+    as_bf16 = {**inputs, "pixel_values": inputs["pixel_values"].to(torch.bfloat16)}
+    with torch.no_grad():
+        actual = case.tester.main_output(case.model_class, model(**inputs))
+        expected = case.tester.main_output(case.model_class, model(**as_bf16))
+    assert actual.dtype == torch.bfloat16
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_unknown_keyword_argument_raises(case: Case):
+    model, config = _build(case)
+    with pytest.raises(TypeError, match="foo"):
+        model(**case.inputs(config), foo=1)
 
 
 @pytest.mark.parametrize("family", sorted({c.family.key for c in BASE}))

@@ -36,15 +36,15 @@ def to_original_state_dict(model: MsClipModel) -> dict[str, torch.Tensor]:
     conv = config.vision_config.stem_type == "conv"
     offset = 1 if conv else 0
     out: dict[str, torch.Tensor] = {
-        "visual.class_embedding": vision.class_embedding,
-        "visual.positional_embedding": vision.position_embedding,
+        "visual.class_embedding": vision.embeddings.class_embedding,
+        "visual.positional_embedding": vision.embeddings.position_embedding,
         "visual.ln_pre.weight": vision.pre_layernorm.weight,
         "visual.ln_pre.bias": vision.pre_layernorm.bias,
         "visual.ln_post.weight": vision.post_layernorm.weight,
         "visual.ln_post.bias": vision.post_layernorm.bias,
         "visual.proj": model.visual_projection.weight.t(),
-        "token_embedding.weight": text.token_embedding.weight,
-        "positional_embedding": text.position_embedding,
+        "token_embedding.weight": text.embeddings.token_embedding.weight,
+        "positional_embedding": text.embeddings.position_embedding,
         "ln_final.weight": text.final_layer_norm.weight,
         "ln_final.bias": text.final_layer_norm.bias,
         "text_projection": model.text_projection.weight.t(),
