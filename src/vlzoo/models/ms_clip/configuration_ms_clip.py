@@ -153,8 +153,8 @@ class MsClipVisionConfig(PreTrainedConfig):
 @strict
 class MsClipTextConfig(PreTrainedConfig):
     r"""
-    The MS-CLIP text tower: a causal pre-LN transformer over CLIP BPE tokens pooled at the highest token id (the
-    end token), as in OpenAI CLIP.
+    The MS-CLIP text tower: a causal pre-LN transformer over CLIP BPE tokens pooled at the end token, as in OpenAI
+    CLIP.
 
     Args:
         vocab_size (`int`): 49408 for the CLIP BPE.
@@ -168,8 +168,10 @@ class MsClipTextConfig(PreTrainedConfig):
         hidden_act (`str`): `quick_gelu`.
         attention_dropout (`float`): 0.
         initializer_range (`float`): std of the truncated-normal init.
-        pad_token_id, bos_token_id, eos_token_id (`int`): 0 (the original pads with id 0), 49406, 49407. Pooling uses
-            `argmax(input_ids)` exactly like the released code, so the end token must be the largest id.
+        pad_token_id, bos_token_id, eos_token_id (`int`): 0 (the original pads with id 0), 49406, 49407. Each text
+            is pooled at its first `eos_token_id` (where the released code's `argmax(input_ids)` lands, and still
+            right after `tokenizer.add_tokens`); a row without it, or every row when `eos_token_id` is None, is
+            pooled at `argmax(input_ids)` as in the released code.
     """
 
     model_type = "vlzoo_ms_clip_text_model"
