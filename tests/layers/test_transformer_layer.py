@@ -276,3 +276,28 @@ def test_layer_errors():
         TransformerLayer(HIDDEN, HEADS, FFN, cross_attention=True)(x)
     with pytest.raises(ValueError, match="activation 'swishy' is not a transformers activation name"):
         TransformerLayer(HIDDEN, HEADS, FFN, activation="swishy")
+
+
+def test_layers_export_with_torch_export():
+    # no check reads tensor values, so torch.export (and ONNX through it) can trace multiway and cross layers
+    torch.manual_seed(11)
+    multiway = TransformerLayer(HIDDEN, HEADS, FFN, multiway=True, sub_layer_norm=True, scale_queries=True).eval()
+    x = torch.randn(BATCH, LENGTH, HIDDEN)
+    keep = torch.ones(BATCH, LENGTH, dtype=torch.long)
+    keep[0, -1] = 0
+    mask = key_padding_attention_mask(keep, dtype=torch.float32)
+
+    class Routed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = multiway
+
+        def forward(self, hidden, attention_mask):
+            return self.layer(hidden, attention_mask, split_position=3)
+
+    exported = torch.export.export(Routed(), (x, mask))
+    torch.testing.assert_close(exported.module()(x, mask), multiway(x, mask, split_position=3))
+    cross = TransformerLayer(HIDDEN, HEADS, FFN, cross_attention=True, norm_first=False).eval()
+    memory = torch.randn(BATCH, OTHER, HIDDEN)
+    exported = torch.export.export(cross, (x, None, memory))
+    torch.testing.assert_close(exported.module()(x, None, memory), cross(x, None, memory))

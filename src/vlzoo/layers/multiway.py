@@ -40,7 +40,8 @@ class Multiway(nn.Module):
                 "split_position is required by a Multiway module: the number of leading vision tokens "
                 f"(0 for text-only input, {length} = the sequence length for vision-only input)"
             )
-        if isinstance(split_position, bool) or not isinstance(split_position, int):
+        # a Python int (a SymInt when traced with dynamic shapes), never a tensor: routing must not read tensor values
+        if isinstance(split_position, bool) or not isinstance(split_position, int | torch.SymInt):
             raise TypeError(f"split_position must be a Python int; got {type(split_position).__name__}")
         if not 0 <= split_position <= length:
             raise ValueError(
