@@ -114,7 +114,7 @@ class MultiHeadAttention(nn.Module):
         num_heads: number of heads; must divide `hidden_size`.
         kdim: width of the key input (default `hidden_size`); `vdim`: of the value input (default `kdim`).
         qkv_bias: bias on `q_proj` and `v_proj` (and on `k_proj` unless `key_bias` says otherwise).
-        key_bias: bias on `k_proj`; `None` follows `qkv_bias` (CLIP-original/BEiT-v1 style blocks have none).
+        key_bias: bias on `k_proj`; `None` follows `qkv_bias` (BEiT v1/v2-style blocks have q and v biases only).
         out_bias: bias on `out_proj`.
         scaling: factor of the scores; default `head_dim**-0.5`.
         scale_queries: multiply `q_proj(x)` by `scaling` before the dot product (torchscale, `nn.MultiheadAttention`)
