@@ -187,8 +187,9 @@ class MsClipBlockWeights(nn.Module):
 class MsClipSharedLayers(nn.ModuleList):
     """The model's `shared_layers`: the attention and MLP of the shared blocks of both towers.
 
-    A class of its own so that device maps keep it whole: transformers' `infer_auto_device_map` places a tied group
-    together only when one module holds every source of the group.
+    A class of its own, listed in `_no_split_modules`, so that a device map places all shared blocks together with
+    the tower layers tied to them in one step: transformers' `infer_auto_device_map` fails when the later items of a
+    split list are tied to modules it has already placed with an earlier item.
     """
 
 
