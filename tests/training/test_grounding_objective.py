@@ -71,6 +71,14 @@ def test_bad_rows_and_transforms_raise(data):
     outside = GroundingObjective(processor, box_transform=lambda boxes, sizes: boxes)  # forgot to normalise
     with pytest.raises(ValueError, match=r"not a normalised \(cx, cy, w, h\) box"):
         outside.collate([row])
+    off_canvas = GroundingObjective(processor, box_transform=lambda boxes, sizes: torch.tensor([[0.9, 0.5, 0.4, 0.2]]))
+    with pytest.raises(ValueError, match="inside the canvas"):  # centre inside, right edge at 1.1
+        off_canvas.collate([row])
+    rounding = GroundingObjective(
+        processor, box_transform=lambda boxes, sizes: torch.tensor([[0.75, 0.5, 0.5001, 1.0]])
+    )
+    target = rounding.collate([row])["labels"][0]  # a border box a rounding error too wide is clipped to the canvas
+    torch.testing.assert_close(target, torch.tensor([0.749975, 0.5, 0.50005, 1.0]), atol=2e-6, rtol=0)
     flat = GroundingObjective(processor, box_transform=lambda boxes, sizes: boxes[:, :3])
     with pytest.raises(ValueError, match=r"must return a \[1, 4\] tensor"):
         flat.collate([row])

@@ -25,6 +25,7 @@ from .common import (
 )
 
 BoxTransform = Callable[[torch.Tensor, list[tuple[int, int]]], torch.Tensor]
+_CANVAS_SLACK = 1e-4
 
 
 def _resolve_box_transform(processor: Any, box_transform: BoxTransform | None) -> BoxTransform:
@@ -201,15 +202,17 @@ def _check_targets(targets: Any, boxes: list[list[float]]) -> torch.Tensor:
         shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
         raise ValueError(f"the box transform must return a [{len(boxes)}, 4] tensor, got {shape}.")
     targets = targets.float()
-    outside = ~torch.isfinite(targets).all(dim=1) | (targets[:, 2:] <= 0).any(dim=1) | (targets < 0).any(dim=1)
-    outside |= (targets > 1).any(dim=1)
+    # Corners on the canvas, with a little slack for the rounding of boxes that touch the image border.
+    corners = convert_boxes(targets, "cxcywh", "xyxy")
+    outside = ~torch.isfinite(targets).all(dim=1) | (targets[:, 2:] <= 0).any(dim=1)
+    outside |= (corners < -_CANVAS_SLACK).any(dim=1) | (corners > 1 + _CANVAS_SLACK).any(dim=1)
     if outside.any():
         row = int(outside.nonzero()[0])
         raise ValueError(
             f"the box transform mapped the box {boxes[row]} to {targets[row].tolist()}, which is not a normalised "
-            "(cx, cy, w, h) box in [0, 1] with positive size."
+            "(cx, cy, w, h) box with positive size inside the canvas [0, 1]."
         )
-    return targets
+    return convert_boxes(corners.clamp(0, 1), "xyxy", "cxcywh")
 
 
 __all__ = ["BoxTransform", "GroundingObjective"]
