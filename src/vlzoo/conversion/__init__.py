@@ -1,6 +1,7 @@
 """The shared converter: safe loading, strict key mapping, parity checking and the atomic output folder."""
 
 from .errors import ConversionError, ParityError
+from .escaping import printable, printable_repr
 from .family_check import require_keys
 from .key_mapping import (
     KeyMap,
@@ -12,6 +13,7 @@ from .key_mapping import (
     split_fused_qkv,
     split_transform,
 )
+from .limits import UnsafeFileError
 from .output_dir import atomic_output_dir, check_output_dir
 from .parity import OutputComparison, ParityReport, compare_outputs, load_io_tensors
 from .pipeline import (
@@ -23,7 +25,7 @@ from .pipeline import (
     run_from_args,
 )
 from .plain_pickle import PlainDataUnpickler, load_plain_pickle
-from .restricted_unpickler import InertObject
+from .restricted_unpickler import InertObject, NamespaceRecord
 from .safe_load import WEIGHTS_ONLY_ALLOWED_GLOBALS, LoadedCheckpoint, load_checkpoint
 
 __all__ = [
@@ -37,10 +39,12 @@ __all__ = [
     "KeyMap",
     "LoadedCheckpoint",
     "MappingReport",
+    "NamespaceRecord",
     "OutputComparison",
     "ParityError",
     "ParityReport",
     "Transform",
+    "UnsafeFileError",
     "add_common_cli_arguments",
     "apply_key_map",
     "atomic_output_dir",
@@ -51,6 +55,8 @@ __all__ = [
     "group_keys",
     "load_checkpoint",
     "load_io_tensors",
+    "printable",
+    "printable_repr",
     "require_keys",
     "run_cli",
     "run_from_args",
