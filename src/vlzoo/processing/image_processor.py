@@ -93,12 +93,12 @@ def _resample(resample: Any) -> PILImageResampling:
         raise ValueError(f"resample must be a PIL resampling filter ({valid}), got {resample!r}.") from error
 
 
-def _check_fixed_options(options: dict[str, Any]) -> None:
-    for name, allowed in _FIXED_OPTIONS.items():
+def _check_fixed_options(options: dict[str, Any], fixed: dict[str, tuple[Any, ...]], reasons: dict[str, str]) -> None:
+    for name, allowed in fixed.items():
         value = options.get(name)
         if value is not None and value not in allowed:
             raise ValueError(
-                f"{name}={value!r} is not supported: {_FIXED_OPTION_REASONS[name]}. Leave {name} unset"
+                f"{name}={value!r} is not supported: {reasons[name]}. Leave {name} unset"
                 + (f" or use {allowed[0]!r}." if allowed else ".")
             )
 
@@ -128,6 +128,11 @@ class VlzooImageProcessor(BaseImageProcessor):
 
     valid_kwargs = ImagesKwargs
     model_input_names = ["pixel_values"]
+    # Subclasses with another geometry (vlzoo.processing.LetterboxImageProcessor) replace these three tables: the
+    # accepted key sets of `size`, and the transformers options that have one meaning here (with the reason why).
+    _size_key_sets: tuple[set[str], ...] = _SIZE_KEYS
+    _fixed_options: dict[str, tuple[Any, ...]] = _FIXED_OPTIONS
+    _fixed_option_reasons: dict[str, str] = _FIXED_OPTION_REASONS
 
     do_convert_rgb = True
     do_resize = True
@@ -161,7 +166,7 @@ class VlzooImageProcessor(BaseImageProcessor):
     def _standardize_kwargs(self, **kwargs: Any) -> dict:
         """transformers' standardisation (sizes to `SizeDict`), then vlzoo's value checks, at init and per call."""
         kwargs = super()._standardize_kwargs(**kwargs)
-        _size_items(kwargs.get("size"), "size", _SIZE_KEYS)
+        _size_items(kwargs.get("size"), "size", self._size_key_sets)
         _size_items(kwargs.get("crop_size"), "crop_size", ({"height", "width"},))
         kwargs["image_mean"] = _channel_values(kwargs.get("image_mean"), "image_mean")
         kwargs["image_std"] = _channel_values(kwargs.get("image_std"), "image_std")
@@ -172,7 +177,7 @@ class VlzooImageProcessor(BaseImageProcessor):
         factor = kwargs.get("rescale_factor")
         if factor is not None and (isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 0):
             raise ValueError(f"rescale_factor must be a positive float, got {factor!r}.")
-        _check_fixed_options(kwargs)
+        _check_fixed_options(kwargs, self._fixed_options, self._fixed_option_reasons)
         return kwargs
 
     def preprocess(

@@ -7,6 +7,7 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -14,8 +15,11 @@ from PIL import Image, ImageOps
 
 __all__ = [
     "CONVERTIBLE_PIL_MODES",
+    "LetterboxGeometry",
     "center_crop",
+    "letterbox_geometry",
     "load_image_source",
+    "pad_to_canvas",
     "resize_short_side",
     "resize_to",
     "to_normalized_array",
@@ -237,6 +241,50 @@ def center_crop(image: Image.Image, size: int | tuple[int, int]) -> Image.Image:
     top = int(round((height - crop_height) / 2.0))
     left = int(round((width - crop_width) / 2.0))
     return image.crop((left, top, left + crop_width, top + crop_height))
+
+
+class LetterboxGeometry(NamedTuple):
+    """Where a letterboxed image lies on its square canvas: `canvas_pixel = original_pixel * scale + offset`."""
+
+    scale: float
+    resized_height: int
+    resized_width: int
+    top: int
+    left: int
+
+
+def letterbox_geometry(height: int, width: int, size: int) -> LetterboxGeometry:
+    """The geometry of TransVG's test transform for an image of `height` x `width` on a `size` x `size` canvas.
+
+    `scale = size / max(height, width)`; the resized sides are `round(side * scale)` with Python's round-half-to-even
+    (22.5 -> 22), at least 1 pixel; the image is centred with `top = (size - resized_height) // 2` and
+    `left = (size - resized_width) // 2`, which equals the original `round(margin / 2 - 0.1)` (the odd extra row or
+    column goes to the bottom or right). Boxes follow the same `scale` (not the rounded side ratio), as the original.
+    """
+    _check_positive_size(size, "size")
+    _check_not_empty(width, height, "image")
+    scale = size / max(height, width)
+    resized_height, resized_width = max(1, round(height * scale)), max(1, round(width * scale))
+    return LetterboxGeometry(
+        scale, resized_height, resized_width, (size - resized_height) // 2, (size - resized_width) // 2
+    )
+
+
+def pad_to_canvas(pixels: np.ndarray, size: int, top: int, left: int) -> tuple[np.ndarray, np.ndarray]:
+    """Place a `[C, h, w]` array on a zero `[C, size, size]` canvas at (`top`, `left`); also return the int64
+    `[size, size]` pixel mask (1 = image pixel, 0 = padding). The padding is zero after normalisation, as in TransVG."""
+    _check_positive_size(size, "size")
+    channels, height, width = pixels.shape
+    if top < 0 or left < 0 or top + height > size or left + width > size:
+        raise ValueError(
+            f"an image of {height}x{width} pixels (height x width) at top={top}, left={left} does not fit a "
+            f"{size}x{size} canvas."
+        )
+    canvas = np.zeros((channels, size, size), dtype=pixels.dtype)
+    canvas[:, top : top + height, left : left + width] = pixels
+    mask = np.zeros((size, size), dtype=np.int64)
+    mask[top : top + height, left : left + width] = 1
+    return canvas, mask
 
 
 def _channel_values(values: Sequence[float], argument_name: str) -> np.ndarray:
