@@ -10,6 +10,7 @@ import collections
 import io
 import os
 import pickle
+import random
 import resource
 import sys
 import time
@@ -188,6 +189,33 @@ def test_shared_reference_bomb_in_plain_pickle_is_refused(tmp_path: Path):
     path.write_bytes(pickle.dumps(_laughs("list")))
     with _bounded_memory(), pytest.raises(UnsafeFileError, match="expand to more than"):
         load_plain_pickle(path)
+
+
+def _tree_size(value, active: frozenset = frozenset()) -> int:
+    """What a recursive walk that cuts cycles (like the loader's conversion to plain data) visits."""
+    if not isinstance(value, list):
+        return 1
+    if id(value) in active:
+        return 1
+    return 1 + sum(_tree_size(item, active | {id(value)}) for item in value)
+
+
+def test_walk_matches_a_recursive_walk_on_shared_and_cyclic_graphs():
+    generator = random.Random(0)
+    for _ in range(200):
+        nodes: list[list] = [[] for _ in range(6)]
+        for node in nodes:
+            node.extend(generator.choice([*nodes, 0]) for _ in range(generator.randint(0, 3)))
+        assert walk_object_graph(nodes[0], source="x", max_objects=10**9) == _tree_size(nodes[0])
+
+
+def test_cycles_cannot_hide_an_expansion():
+    # n -> x -> n is cut while x is on the path, so n alone looks small; every other reference to n expands x.
+    x: list = [list(range(10_000))]
+    n = [x]
+    x.append(n)
+    with pytest.raises(UnsafeFileError, match="expand to more than 1,000,000"):
+        walk_object_graph([x, *[n] * 1000], source="x", max_objects=1_000_000)
 
 
 def test_walk_counts_sharing_and_cuts_cycles():

@@ -160,12 +160,13 @@ def walk_object_graph(
 ) -> int:
     """Check that walking ``root`` as a tree stays within ``max_depth`` levels and ``max_objects`` objects.
 
-    Each container is visited once (iteratively, so depth never reaches Python's recursion limit) while the size of
-    the tree it stands for is summed, shared references counted as many times as a recursive walk would meet them;
-    a reference back to a container being walked (a cycle) counts once. A pickle that references one list twice,
+    The walk is iterative (depth never reaches Python's recursion limit) and counts what a recursive walk that cuts
+    cycles would visit: shared references as many times as it meets them, a reference back to a container on the
+    current path once. The size of a finished container is reused for later references to it unless a cycle passes
+    through it (then it is walked again); either way the work stays within ``max_objects`` steps. A pickle that references one list twice,
     that list referencing the next twice, and so on, stays a few bytes per level but doubles the tree each time:
-    this refuses it after about ``log2(max_objects)`` levels instead of walking it. ``visit`` is called on every
-    new container and on every reference to a non-container.
+    this refuses it after about ``log2(max_objects)`` levels instead of walking it. ``visit`` is called on each
+    container as it is walked and on every reference to a non-container.
 
     Returns:
         The number of objects a recursive walk of ``root`` would visit.
@@ -179,39 +180,48 @@ def walk_object_graph(
     if first is None:
         return 1
     finished: dict[int, int] = {}
-    on_path = {id(root)}
-    frames: list[list[Any]] = [[root, iter(first), 1]]
+    depth_on_path = {id(root): 0}
+    no_cut = max_depth + 1
+    counted = 1  # objects met so far, the walk's work; it never exceeds the final tree size
+    # Each frame: [container, child iterator, tree size so far, shallowest depth on the path its walk cut back to].
+    frames: list[list[Any]] = [[root, iter(first), 1, no_cut]]
     while True:
         frame = frames[-1]
         child = next(frame[1], _END)
         if child is _END:
             frames.pop()
-            on_path.discard(id(frame[0]))
-            finished[id(frame[0])] = frame[2]
+            depth = len(frames)
+            del depth_on_path[id(frame[0])]
+            # A size is reused only if no cycle passes through the container or above it: then no container of
+            # its subtree can be on the path when it is met again, and the size is the same from every path.
+            if frame[3] > depth:
+                finished[id(frame[0])] = frame[2]
             if not frames:
                 return frame[2]
-            added = frame[2]
-        elif id(child) in finished:
+            frames[-1][2] += frame[2]
+            frames[-1][3] = min(frames[-1][3], frame[3])
+            continue
+        if id(child) in finished:
             added = finished[id(child)]
-        elif id(child) in on_path:
+        elif id(child) in depth_on_path:
+            frame[3] = min(frame[3], depth_on_path[id(child)])
             added = 1
         else:
             if visit is not None:
                 visit(child)
             grandchildren = children(child)
-            if grandchildren is None:
-                added = 1
-            elif len(frames) >= max_depth:
-                raise UnsafeFileError(
-                    f"{source} nests containers more than {max_depth} levels deep; no checkpoint or config needs "
-                    f"that many, and walking it could exhaust the stack"
-                )
-            else:
-                on_path.add(id(child))
-                frames.append([child, iter(grandchildren), 1])
-                continue
+            added = 1
+            if grandchildren is not None:
+                if len(frames) >= max_depth:
+                    raise UnsafeFileError(
+                        f"{source} nests containers more than {max_depth} levels deep; no checkpoint or config needs "
+                        f"that many, and walking it could exhaust the stack"
+                    )
+                depth_on_path[id(child)] = len(frames)
+                frames.append([child, iter(grandchildren), 0, no_cut])
         frames[-1][2] += added
-        if frames[-1][2] > max_objects:
+        counted += added
+        if counted > max_objects:
             raise UnsafeFileError(
                 f"{source} holds shared references that expand to more than {max_objects:,} objects when walked "
                 f"(a few bytes can describe an exponential number of objects this way); refusing to read it"
