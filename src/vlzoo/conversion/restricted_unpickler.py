@@ -8,6 +8,7 @@ rest of the process.
 """
 
 import _compat_pickle
+import argparse
 import collections
 import io
 import mmap
@@ -520,6 +521,8 @@ def data_children(value: Any) -> Iterable[Any] | None:
     """The elements of unpickled data, as :func:`~vlzoo.conversion.limits.walk_object_graph` walks them."""
     if isinstance(value, InertObject):
         return (value.args, value.kwargs, value.state, value.items, value.list_items)
+    if isinstance(value, argparse.Namespace):
+        return (vars(value),)
     return plain_children(value)
 
 
