@@ -89,7 +89,7 @@ class TinyConverter(FamilyConverter):
     variants = ("tiny-6",)
     required_keys = (r"tok\.weight", r"blocks\.\d+\.attn\.in_proj_weight")
 
-    def infer_config(self, state_dict, *, original_config, variant):
+    def infer_config(self, state_dict, *, original_config, variant, extra):
         vocab, width = state_dict["tok.weight"].shape
         layers = 1 + max(int(key.split(".")[1]) for key in state_dict if key.startswith("blocks."))
         eps = float(original_config["ln_eps"]) if original_config else 1e-5

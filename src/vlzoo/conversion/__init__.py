@@ -11,7 +11,9 @@ from .key_mapping import (
     check_against_model,
     group_keys,
     split_fused_qkv,
+    split_qkv,
     split_transform,
+    transpose,
 )
 from .limits import UnsafeFileError
 from .output_dir import atomic_output_dir, check_output_dir
@@ -21,6 +23,7 @@ from .pipeline import (
     FamilyConverter,
     add_common_cli_arguments,
     convert_checkpoint,
+    eager_attention,
     run_cli,
     run_from_args,
 )
@@ -52,6 +55,7 @@ __all__ = [
     "check_output_dir",
     "compare_outputs",
     "convert_checkpoint",
+    "eager_attention",
     "group_keys",
     "load_checkpoint",
     "load_io_tensors",
@@ -61,5 +65,7 @@ __all__ = [
     "run_cli",
     "run_from_args",
     "split_fused_qkv",
+    "split_qkv",
     "split_transform",
+    "transpose",
 ]

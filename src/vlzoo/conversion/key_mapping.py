@@ -17,7 +17,9 @@ __all__ = [
     "check_against_model",
     "group_keys",
     "split_fused_qkv",
+    "split_qkv",
     "split_transform",
+    "transpose",
 ]
 
 KeyMap = list[tuple[str, str | None]]
@@ -297,3 +299,18 @@ def split_transform(fused: str, parts: Sequence[str]) -> Transform:
         return dict(zip(names, split_fused_qkv(tensor, len(parts)), strict=True))
 
     return split
+
+
+def split_qkv(fused: str = "in_proj") -> Transform:
+    """The usual split of a fused attention projection into ``q_proj``, ``k_proj`` and ``v_proj`` (in that order):
+    ``nn.MultiheadAttention.in_proj_*`` (CLIP, MS-CLIP, METER's CLIP tower, TransVG's DETR encoder)."""
+    return split_transform(fused, ("q_proj", "k_proj", "v_proj"))
+
+
+def transpose(target: str, tensor: torch.Tensor) -> torch.Tensor:
+    """A :data:`Transform` for projections stored as ``[in, out]`` matrices (``x @ proj``), as ``nn.Linear`` weights
+    ``[out, in]``."""
+    if not isinstance(tensor, torch.Tensor) or tensor.dim() != 2:
+        shape = list(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+        raise ConversionError(f"cannot transpose {printable_repr(target)}: expected a 2-D matrix, got {shape}")
+    return tensor.t().contiguous()

@@ -2,10 +2,13 @@
 
 import argparse
 import json
+import math
+import re
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,8 @@ import transformers
 from huggingface_hub.errors import StrictDataclassError
 from transformers import PreTrainedConfig, PreTrainedModel, ProcessorMixin
 from transformers.utils import logging
+
+from vlzoo.layers.positions import resize_position_table_2d
 
 from .errors import ConversionError, ParityError
 from .escaping import printable
@@ -40,6 +45,7 @@ __all__ = [
     "FamilyConverter",
     "add_common_cli_arguments",
     "convert_checkpoint",
+    "eager_attention",
     "run_cli",
     "run_from_args",
 ]
@@ -48,23 +54,39 @@ __all__ = [
 class FamilyConverter(ABC):
     """What a family supplies to :func:`convert_checkpoint`: a key table, config inference and its model classes.
 
+    What every family would otherwise repeat is done here: the checkpoint's other top-level entries (e.g. the
+    training ``args`` TransVG and BEiT-3 store) reach :meth:`infer_config` as ``extra``; shared tensor transforms
+    (:func:`~vlzoo.conversion.transpose`, :func:`~vlzoo.conversion.split_qkv`); position tables whose grid differs
+    from the model's are resized by :meth:`resize_position_embeddings` (``position_tables``); parity runs with eager
+    attention (:func:`eager_attention`); and :func:`run_cli` is the command line of every ``convert.py``.
+
     Class attributes:
         family: display name used in messages and reports (e.g. "MS-CLIP").
         variants: released variant names accepted by ``--variant`` (e.g. preset names); empty = no variants.
         required_keys: regex patterns every checkpoint of the family contains (checked before anything else).
         strip_prefixes: key prefixes removed at load time (e.g. ``("model.",)`` for a Lightning wrapper).
+        position_tables: model-key regex -> leading rows that are not grid cells (a class token: 1), for the 2-D
+            position tables a checkpoint may store at another resolution than the model's (fine-tuned at 384 px from
+            a 224 px table, METER's 288 px CLIP tower).
     """
 
     family: str = ""
     variants: tuple[str, ...] = ()
     required_keys: tuple[str, ...] = ()
     strip_prefixes: tuple[str, ...] = ()
+    position_tables: Mapping[str, int] = {}
 
     @abstractmethod
     def infer_config(
-        self, state_dict: dict[str, torch.Tensor], *, original_config: dict | None, variant: str | None
+        self,
+        state_dict: dict[str, torch.Tensor],
+        *,
+        original_config: dict | None,
+        variant: str | None,
+        extra: dict[str, Any],
     ) -> PreTrainedConfig:
-        """Build the config from tensor shapes, the original config and/or the variant; raise when undecidable."""
+        """Build the config from tensor shapes, the original config, the variant and/or ``extra`` (the checkpoint's
+        other top-level entries as plain data, e.g. its training ``args``); raise when undecidable."""
 
     @abstractmethod
     def key_map(self, config: PreTrainedConfig) -> KeyMap:
@@ -85,6 +107,27 @@ class FamilyConverter(ABC):
     def build_processor(self, config: PreTrainedConfig) -> ProcessorMixin | None:
         """The processor saved next to the model, or None."""
         return None
+
+    def resize_position_embeddings(
+        self, name: str, tensor: torch.Tensor, config: PreTrainedConfig, shape: tuple[int, ...]
+    ) -> torch.Tensor:
+        """The position table ``name`` (a ``position_tables`` match) resized to the model's ``shape``.
+
+        The common case: the grid rows after the table's prefix rows are a square grid, resized bicubically
+        (``align_corners=False``) to the model's square grid; the prefix rows are kept. Override for other grids.
+        """
+        prefix = next(rows for pattern, rows in self.position_tables.items() if re.fullmatch(pattern, name))
+        cells = shape[-2] - prefix
+        side = math.isqrt(max(cells, 0))
+        if cells < 1 or side * side != cells or len(shape) != tensor.dim():
+            raise ConversionError(
+                f"cannot resize the position table {printable(name)} {list(tensor.shape)} to the model's "
+                f"{list(shape)}: not a square grid after {prefix} prefix row(s)"
+            )
+        try:
+            return resize_position_table_2d(tensor, side, num_prefix_rows=prefix)
+        except ValueError as error:
+            raise ConversionError(f"cannot resize the position table {printable(name)}: {error}") from None
 
     @abstractmethod
     def parity_outputs(self, model: PreTrainedModel, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -110,6 +153,7 @@ class ConversionResult:
     neutralised: tuple[str, ...]
     mapping_report: MappingReport
     parity_report: ParityReport | None
+    resized: tuple[str, ...] = field(default=())
 
 
 def convert_checkpoint(
@@ -125,11 +169,13 @@ def convert_checkpoint(
 ) -> ConversionResult:
     """Convert an original checkpoint into a ``save_pretrained`` folder, or fail without writing anything.
 
-    Steps: safe load -> family check -> config inference -> size check of the inferred model (built on the meta
-    device, so nothing is allocated) against the stored elements -> family state-dict checks -> key map (leftovers
-    are an error) -> strict load into a fresh model (missing/unexpected/misshaped keys are an error) -> ``eval()`` ->
-    optional parity against an io.safetensors file (a failure aborts) -> atomic write of the model
-    (safetensors), the processor, ``parity.json`` and ``conversion_report.txt``.
+    Steps: safe load -> family check -> config inference (from the shapes, the original config, the variant and the
+    checkpoint's other entries) -> size check of the inferred model (built on the meta device, so nothing is
+    allocated) against the stored elements -> family state-dict checks -> key map (leftovers are an error) ->
+    resizing of ``position_tables`` stored at another grid -> strict load into a fresh model
+    (missing/unexpected/misshaped keys are an error) -> ``eval()`` -> optional parity against an io.safetensors file
+    with eager attention (a failure aborts) -> atomic write of the model (safetensors), the processor,
+    ``parity.json`` and ``conversion_report.txt``.
 
     Args:
         converter: the family's :class:`FamilyConverter`.
@@ -164,7 +210,7 @@ def convert_checkpoint(
     state_dict = loaded.state_dict
     require_keys(state_dict, family=converter.family, required=converter.required_keys)
     try:
-        config = converter.infer_config(state_dict, original_config=config_dict, variant=variant)
+        config = converter.infer_config(state_dict, original_config=config_dict, variant=variant, extra=loaded.extra)
     except StrictDataclassError as error:
         # huggingface_hub wraps the config's own ValueError; keep its message, on one line.
         raise ConversionError(
@@ -186,7 +232,9 @@ def convert_checkpoint(
             f"{len(mapping_report.unmatched)} keys of {checkpoint} are not covered by the {converter.family} key map "
             f"(neither mapped nor deliberately dropped):\n{mapping_report.format()}"
         )
-    model = _load_strictly(converter.build_model(config), mapped, mapping_report)
+    model = converter.build_model(config)
+    mapped, resized = _resize_position_tables(converter, config, mapped, model)
+    model = _load_strictly(model, mapped, mapping_report)
     model.eval()
     logger.info(f"Loaded {mapping_report.mapped} tensors into {type(model).__name__}")
 
@@ -211,7 +259,7 @@ def convert_checkpoint(
         if parity_report is not None:
             parity_report.to_json(temporary / "parity.json")
         (temporary / "conversion_report.txt").write_text(
-            _conversion_report(converter, Path(checkpoint), variant, loaded, mapping_report, parity_report)
+            _conversion_report(converter, Path(checkpoint), variant, loaded, mapping_report, parity_report, resized)
         )
     logger.info(f"Wrote the converted {converter.family} model to {output_dir}")
     return ConversionResult(
@@ -224,7 +272,59 @@ def convert_checkpoint(
         neutralised=loaded.neutralised,
         mapping_report=mapping_report,
         parity_report=parity_report,
+        resized=resized,
     )
+
+
+def _resize_position_tables(
+    converter: FamilyConverter, config: PreTrainedConfig, mapped: dict[str, torch.Tensor], model: torch.nn.Module
+) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
+    """Resize the mapped ``position_tables`` whose shape differs from the model's; returns them with a record."""
+    if not converter.position_tables:
+        return mapped, ()
+    expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    resized: list[str] = []
+    for name, tensor in list(mapped.items()):
+        shape = expected.get(name)
+        if shape is None or tuple(tensor.shape) == shape:
+            continue
+        if not any(re.fullmatch(pattern, name) for pattern in converter.position_tables):
+            continue
+        table = converter.resize_position_embeddings(name, tensor, config, shape)
+        if tuple(table.shape) != shape:
+            raise ConversionError(
+                f"{type(converter).__name__}.resize_position_embeddings gave {printable(name)} the shape "
+                f"{list(table.shape)}; the model expects {list(shape)}"
+            )
+        mapped[name] = table
+        resized.append(f"{name}: {list(tensor.shape)} -> {list(shape)}")
+    return mapped, tuple(resized)
+
+
+@contextmanager
+def eager_attention(model: PreTrainedModel) -> Iterator[PreTrainedModel]:
+    """Run ``model`` with eager attention inside the block, then restore exactly what each config held.
+
+    Parity is checked with the reference kernel: the released code computes attention eagerly, and sdpa's fused
+    kernels differ from it by rounding. Every config the model reads (its own, its sub-configs, those of sub-models)
+    is switched, as ``model.set_attn_implementation("eager")`` would, without the warnings transformers gives for
+    sub-configs that have no sub-model of their own (MS-CLIP's towers).
+    """
+    configs: dict[int, PreTrainedConfig] = {}
+    pending = [model.config, *(m.config for m in model.modules() if isinstance(m, PreTrainedModel))]
+    while pending:
+        config = pending.pop()
+        if isinstance(config, PreTrainedConfig) and id(config) not in configs:
+            configs[id(config)] = config
+            pending += [getattr(config, key, None) for key in config.sub_configs]
+    saved = {key: config._attn_implementation_internal for key, config in configs.items()}
+    for config in configs.values():
+        config._attn_implementation_internal = "eager"
+    try:
+        yield model
+    finally:
+        for key, config in configs.items():
+            config._attn_implementation_internal = saved[key]
 
 
 def _check_variant(converter: FamilyConverter, variant: str | None) -> None:
@@ -332,7 +432,7 @@ def _verify(converter: FamilyConverter, model: PreTrainedModel, reference: Path,
             skipped.append(name)
         else:
             aligned[name] = value
-    with torch.no_grad():
+    with torch.no_grad(), eager_attention(model):
         actual = converter.parity_outputs(model, inputs)
     report = compare_outputs(aligned, actual, atol=atol)
     report.skipped = skipped
@@ -361,6 +461,7 @@ def _conversion_report(
     loaded: LoadedCheckpoint,
     mapping_report: MappingReport,
     parity_report: ParityReport | None,
+    resized: tuple[str, ...] = (),
 ) -> str:
     lines = [
         f"family: {converter.family}",
@@ -371,6 +472,8 @@ def _conversion_report(
     ]
     if loaded.neutralised:
         lines.append(f"neutralised (never imported or run): {', '.join(map(printable, loaded.neutralised))}")
+    if resized:
+        lines.append(f"position tables resized (bicubic unless the family says otherwise): {'; '.join(resized)}")
     lines += ["", mapping_report.format(verbose=True), ""]
     lines.append(parity_report.format() if parity_report is not None else "parity: not verified")
     return "\n".join(lines) + "\n"
@@ -437,14 +540,22 @@ def run_from_args(converter: FamilyConverter, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_cli(converter: FamilyConverter, argv: Sequence[str] | None = None) -> int:
+def run_cli(
+    converter: FamilyConverter,
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str | None = None,
+    description: str | None = None,
+) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``) and convert; returns 0 on success, 1 with a message on failure.
 
-    Use as ``raise SystemExit(run_cli(MyFamilyConverter()))`` in a ``convert.py`` entry point.
+    The command line of every family: ``conversion/<family>/convert.py`` and ``vlzoo convert <family>`` both call
+    it with the family's converter (``vlzoo.get_family(key).build_converter()``).
     """
     parser = argparse.ArgumentParser(
-        prog=f"convert {converter.family}",
-        description=f"Convert an original {converter.family} checkpoint into a save_pretrained folder.",
+        prog=prog or f"convert {converter.family}",
+        description=description or f"Convert an original {converter.family} checkpoint into a save_pretrained folder.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_cli_arguments(parser, variants=converter.variants)
     return run_from_args(converter, parser.parse_args(argv))

@@ -178,7 +178,7 @@ class _OversizedConverter(MsClipConverter):
     def __init__(self) -> None:
         self.devices: list[str] = []
 
-    def infer_config(self, state_dict, *, original_config, variant) -> MsClipConfig:
+    def infer_config(self, state_dict, *, original_config, variant, extra) -> MsClipConfig:
         return MsClipConfig.from_preset("b32-yfcc")
 
     def build_model(self, config):

@@ -8,14 +8,12 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
-from vlzoo.conversion import ConversionError, FamilyConverter, KeyMap, Transform, split_transform
+from vlzoo.conversion import ConversionError, FamilyConverter, KeyMap, Transform, split_qkv, transpose
 from vlzoo.conversion.escaping import printable_repr
 
 from .configuration_ms_clip import PRESETS, MsClipConfig
 from .modeling_ms_clip import MsClipModel
 from .processing_ms_clip import MsClipProcessor
-
-VARIANTS = tuple(PRESETS)
 
 # the spec's shared modules: attention in-projection, out-projection and the MLP (msclip.md §1)
 _SHARED_SUFFIXES = (
@@ -30,6 +28,9 @@ _SHARED_SUFFIXES = (
 )
 _VISION_BLOCK = "visual.transformer.resblocks"
 _TEXT_BLOCK = "transformer.resblocks"
+
+
+VARIANTS = tuple(PRESETS)
 
 
 class MsClipConversionError(ConversionError):
@@ -128,7 +129,7 @@ def infer_config(
     must lie within generous bounds, and original-config values must be positive integers of the right form.
     """
     if variant is not None and variant not in PRESETS:
-        raise MsClipConversionError(f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
+        raise MsClipConversionError(f"unknown variant {variant!r}; valid variants: {', '.join(PRESETS)}")
     if original_config is not None and not isinstance(original_config, Mapping):
         raise MsClipConversionError(f"original_config must be a mapping, got {type(original_config).__name__}")
     preset = PRESETS[variant] if variant else None
@@ -439,23 +440,6 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], config: MsClipConfi
                 )
 
 
-PARITY_OUTPUTS = (
-    "logits_per_image",
-    "logits_per_text",
-    "logit_scale_exp",
-    "image_embeds",
-    "image_embeds_unnormalized",
-    "text_embeds",
-    "text_embeds_unnormalized",
-    "vision_embeddings",
-    "vision_last_hidden_state",
-    "vision_pooled_output",
-    "text_last_hidden_state",
-    "text_pooled_output",
-    "text_pool_index",
-)
-
-
 @torch.no_grad()
 def parity_outputs(model, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Run `model` (eager attention, eval mode) on the fixture inputs; names follow the fixtures' `output.*`."""
@@ -491,15 +475,11 @@ def text_positions_to_compare(name: str, tensor: torch.Tensor, inputs: Mapping[s
     return tensor * keep[..., None]
 
 
-def _transpose(name: str, tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.t().contiguous()  # the original stores projections as [in, out]
-
-
 def transforms(config: MsClipConfig) -> dict[str, Transform]:
     """Split fused q/k/v in-projections; transpose the `[in, out]` projection matrices into Linear weights."""
     return {
-        r".*\.self_attn\.in_proj\.(weight|bias)": split_transform("in_proj", ("q_proj", "k_proj", "v_proj")),
-        r"(visual|text)_projection\.weight": _transpose,
+        r".*\.self_attn\.in_proj\.(weight|bias)": split_qkv("in_proj"),
+        r"(visual|text)_projection\.weight": transpose,  # the original stores projections as [in, out]
     }
 
 
@@ -507,10 +487,11 @@ class MsClipConverter(FamilyConverter):
     """Converts the released MS-CLIP `.pth` files (flat state dicts) into `MsClipModel` folders."""
 
     family = "MS-CLIP"
-    variants = VARIANTS
+    variants = tuple(PRESETS)
     required_keys = (r"visual\.class_embedding", r"visual\.proj", r"token_embedding\.weight", r"logit_scale")
 
-    def infer_config(self, state_dict, *, original_config, variant) -> MsClipConfig:
+    def infer_config(self, state_dict, *, original_config, variant, extra) -> MsClipConfig:
+        # The released files are flat state dicts: `extra` holds nothing MS-CLIP needs.
         return infer_config(state_dict, original_config=original_config, variant=variant)
 
     def key_map(self, config: MsClipConfig) -> KeyMap:
@@ -529,12 +510,7 @@ class MsClipConverter(FamilyConverter):
         return MsClipProcessor.from_model_config(config)
 
     def parity_outputs(self, model: PreTrainedModel, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        previous = model.config._attn_implementation
-        model.config._attn_implementation = "eager"  # the reference kernel; reaches both towers' sub-configs
-        try:
-            return parity_outputs(model, inputs)
-        finally:
-            model.config._attn_implementation = previous
+        return parity_outputs(model, inputs)
 
     def align_expected(self, name: str, expected: torch.Tensor, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return text_positions_to_compare(name, expected, inputs)
