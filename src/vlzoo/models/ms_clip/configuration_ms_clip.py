@@ -320,17 +320,5 @@ class MsClipConfig(PreTrainedConfig):
         values.update(overrides)
         return cls(**values)
 
-    @property
-    def shared_vision_layers(self) -> range:
-        """Indices of the vision blocks whose attention and MLP live in `shared_layers`."""
-        depth = self.vision_config.num_hidden_layers
-        return range(depth - self.num_shared_layers, depth)
-
-    @property
-    def shared_text_layers(self) -> range:
-        """Indices of the text blocks whose attention and MLP live in `shared_layers`."""
-        depth = self.text_config.num_hidden_layers
-        return range(depth - self.num_shared_layers, depth)
-
 
 __all__ = ["MsClipConfig", "MsClipTextConfig", "MsClipVisionConfig", "PRESETS", "MS_CLIP_MODEL_TYPE"]
