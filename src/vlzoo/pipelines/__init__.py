@@ -1,9 +1,14 @@
 """vlzoo pipelines, made available to `transformers.pipeline` by `register_pipelines`: tasks transformers lacks, and
-transformers' image tasks with the image processor's input checks."""
+transformers' image tasks with the image processor's input checks.
+
+`PIPELINE_TASKS` maps each vlzoo task to its pipeline class and `PIPELINE_MODEL_CLASSES` to the Auto classes its
+models load with; the task heads' Auto classes and their registration live in `vlzoo.pipelines.task_heads`.
+"""
 
 import importlib
+from collections.abc import Iterable
 
-from transformers import AutoModel
+from transformers import AutoModel, AutoModelForVisualQuestionAnswering, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.image_feature_extraction import ImageFeatureExtractionPipeline
 from transformers.pipelines.zero_shot_image_classification import ZeroShotImageClassificationPipeline
@@ -14,11 +19,35 @@ from .image_inputs import (
     CheckedZeroShotImageClassificationPipeline,
     load_pipeline_image,
 )
+from .image_text_matching import IMAGE_TEXT_MATCHING_TASK, ImageTextMatchingPipeline
 from .image_text_retrieval import ImageTextRetrievalPipeline
+from .task_heads import (
+    HEAD_AUTO_CLASSES,
+    AutoModelForImageTextMatching,
+    AutoModelForVisualGrounding,
+    register_head_model,
+)
+from .visual_grounding import VISUAL_GROUNDING_TASK, VisualGroundingPipeline, draw_grounding
+from .visual_question_answering import VQA_TASK, VisualQuestionAnsweringPipeline
 
 logger = logging.get_logger(__name__)
 
 IMAGE_TEXT_RETRIEVAL_TASK = "image-text-retrieval"
+# vlzoo's tasks -> their pipeline classes.
+PIPELINE_TASKS: dict[str, type[Pipeline]] = {
+    IMAGE_TEXT_RETRIEVAL_TASK: ImageTextRetrievalPipeline,
+    IMAGE_TEXT_MATCHING_TASK: ImageTextMatchingPipeline,
+    VQA_TASK: VisualQuestionAnsweringPipeline,
+    VISUAL_GROUNDING_TASK: VisualGroundingPipeline,
+}
+# vlzoo's tasks -> the Auto classes `pipeline(task, model=FOLDER)` tries, in order. Retrieval tries the matching head
+# first, so a cross-encoder folder loads with its head, and falls back to AutoModel for dual encoders (MS-CLIP).
+PIPELINE_MODEL_CLASSES: dict[str, tuple[type, ...]] = {
+    IMAGE_TEXT_RETRIEVAL_TASK: (AutoModelForImageTextMatching, AutoModel),
+    IMAGE_TEXT_MATCHING_TASK: (AutoModelForImageTextMatching,),
+    VQA_TASK: (AutoModelForVisualQuestionAnswering,),
+    VISUAL_GROUNDING_TASK: (AutoModelForVisualGrounding,),
+}
 # transformers' task -> (its pipeline class, the subclass that checks images with the image processor's rule)
 CHECKED_TRANSFORMERS_TASKS = {
     "zero-shot-image-classification": (
@@ -55,27 +84,52 @@ def _install_checked_pipelines() -> None:
         PIPELINE_REGISTRY.supported_tasks[task] = {**entry, "impl": checked}
 
 
-def register_pipelines() -> None:
-    """Register vlzoo's tasks with `transformers.pipeline`; calling it again changes nothing (and logs nothing)."""
-    _install_checked_pipelines()
-    registered = PIPELINE_REGISTRY.supported_tasks.get(IMAGE_TEXT_RETRIEVAL_TASK)
-    if registered is not None and registered["impl"] is ImageTextRetrievalPipeline:
+def register_pipeline_task(task: str) -> None:
+    """Register one of vlzoo's tasks (a key of `PIPELINE_TASKS`) with `transformers.pipeline`; idempotent and silent
+    when it is already registered."""
+    if task not in PIPELINE_TASKS:
+        raise ValueError(f"unknown vlzoo pipeline task {task!r}; vlzoo's tasks: {', '.join(PIPELINE_TASKS)}")
+    pipeline_class = PIPELINE_TASKS[task]
+    registered = PIPELINE_REGISTRY.supported_tasks.get(task)
+    if registered is not None and registered["impl"] is pipeline_class:
         return
     PIPELINE_REGISTRY.register_pipeline(
-        IMAGE_TEXT_RETRIEVAL_TASK,
-        pipeline_class=ImageTextRetrievalPipeline,
-        pt_model=AutoModel,
+        task,
+        pipeline_class=pipeline_class,
+        pt_model=PIPELINE_MODEL_CLASSES[task],
         default=None,
         type="multimodal",
     )
 
 
+def register_pipelines(tasks: Iterable[str] | None = None) -> None:
+    """Register vlzoo's tasks (all of `PIPELINE_TASKS`, or those named) with `transformers.pipeline` and install the
+    checked image pipelines; calling it again changes nothing (and logs nothing)."""
+    _install_checked_pipelines()
+    for task in PIPELINE_TASKS if tasks is None else tasks:
+        register_pipeline_task(task)
+
+
 __all__ = [
     "CHECKED_TRANSFORMERS_TASKS",
+    "HEAD_AUTO_CLASSES",
+    "IMAGE_TEXT_MATCHING_TASK",
     "IMAGE_TEXT_RETRIEVAL_TASK",
+    "PIPELINE_MODEL_CLASSES",
+    "PIPELINE_TASKS",
+    "VISUAL_GROUNDING_TASK",
+    "VQA_TASK",
+    "AutoModelForImageTextMatching",
+    "AutoModelForVisualGrounding",
     "CheckedImageFeatureExtractionPipeline",
     "CheckedZeroShotImageClassificationPipeline",
+    "ImageTextMatchingPipeline",
     "ImageTextRetrievalPipeline",
+    "VisualGroundingPipeline",
+    "VisualQuestionAnsweringPipeline",
+    "draw_grounding",
     "load_pipeline_image",
+    "register_head_model",
+    "register_pipeline_task",
     "register_pipelines",
 ]
