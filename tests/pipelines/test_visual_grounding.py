@@ -88,6 +88,12 @@ def test_batched_lists_equal_single_calls(grounding, images):
         torch.testing.assert_close(torch.tensor(box_of(result)), expected, atol=1e-4, rtol=0)
 
 
+def test_image_paths_are_loaded(grounding, images, tmp_path):
+    path = tmp_path / "image.png"
+    images[1].save(path)
+    assert grounding(str(path), EXPRESSIONS[1]) == grounding(images[1], EXPRESSIONS[1])
+
+
 def test_folder_loads_the_grounding_head_and_letterbox(model, tokenizer, images, tmp_path):
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)

@@ -156,3 +156,23 @@ def test_a_model_without_the_vqa_head_is_refused(processor, model_class):
 def test_missing_preprocessing_is_named(model, processor):
     with pytest.raises(TypeError, match="image_processor is missing"):
         VisualQuestionAnsweringPipeline(model=model, tokenizer=processor.tokenizer)
+
+
+def test_tokenizer_kwargs_reach_the_tokenizer(vqa, model, processor, images):
+    question = QUESTIONS[1]
+    inputs = processor(images=[images[0]], text=[question], return_tensors="pt", truncation=True, max_length=4)
+    assert inputs["input_ids"].shape[1] == 4  # the question is cut, so the answer scores change
+    with torch.no_grad():
+        truncated = model(**inputs).logits[0]
+    assert not torch.allclose(truncated, reference_logits(model, processor, images[0], question))
+    result = vqa(images[0], question, tokenizer_kwargs={"max_length": 4}, top_k=7)
+    assert_answers(result, expected_answers(truncated, 7))
+
+
+def test_pixel_values_follow_the_model_dtype(model, processor, images):
+    half = build(ToyFusionForVqa, toy_config(), seed=3).to(torch.bfloat16)
+    result = pipeline(VQA_TASK, model=half, processor=processor)(images[0], QUESTIONS[0], top_k=7)
+    expected = expected_answers(reference_logits(model, processor, images[0], QUESTIONS[0]), 7)
+    scores = {item["answer"]: item["score"] for item in result}
+    for item in expected:
+        assert scores[item["answer"]] == pytest.approx(item["score"], abs=0.05)
