@@ -7,7 +7,14 @@ from transformers import Pipeline, pipeline
 from transformers.utils import logging
 
 from vlzoo.pipelines.image_inputs import load_pipeline_image
-from vlzoo.pipelines.pairs import check_preprocessing, encode_images, encode_texts, forward_inputs, text_options
+from vlzoo.pipelines.pairs import (
+    check_positive_int,
+    check_preprocessing,
+    encode_images,
+    encode_texts,
+    forward_inputs,
+    text_options,
+)
 from vlzoo.pipelines.task_heads import has_head, match_scores
 
 QUERY_MODES = ("text", "image")
@@ -64,13 +71,6 @@ def _resolve_queries(images: Any, texts: Any, query: str | None) -> tuple[str, l
         if not isinstance(text, str):
             raise TypeError(f"`texts` must hold strings; item {index} is {type(text).__name__} ({text!r}).")
     return query, queries, gallery, single
-
-
-def _check_count(value: Any, name: str) -> int:
-    """Return `value` if it is a positive integer, else raise a ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
-    return value
 
 
 class ImageTextRetrievalPipeline(Pipeline):
@@ -173,7 +173,7 @@ class ImageTextRetrievalPipeline(Pipeline):
         self._dual = dual
         check_preprocessing(self, _TASK)
         if self._batch_size is not None:
-            _check_count(self._batch_size, "batch_size")
+            check_positive_int(self._batch_size, "batch_size")
         self.prefilter = self._build_prefilter(prefilter)
         self._self_prefilter: ImageTextRetrievalPipeline | None = None
 
@@ -250,7 +250,7 @@ class ImageTextRetrievalPipeline(Pipeline):
             "queries": queries,
             "gallery": gallery,
             "single": single,
-            "batch_size": _check_count(batch_size, "batch_size"),
+            "batch_size": check_positive_int(batch_size, "batch_size"),
         }
         return super().__call__(inputs, **kwargs)
 
@@ -276,7 +276,7 @@ class ImageTextRetrievalPipeline(Pipeline):
                 raise TypeError(f"`tokenizer_kwargs` must be a dict; got {type(tokenizer_kwargs).__name__}.")
             preprocess_params["tokenizer_kwargs"] = tokenizer_kwargs
         if prefilter_k is not None:
-            preprocess_params["prefilter_k"] = _check_count(prefilter_k, "prefilter_k")
+            preprocess_params["prefilter_k"] = check_positive_int(prefilter_k, "prefilter_k")
         forward_params = {}
         if progress_bar is not None:
             if not isinstance(progress_bar, bool):
@@ -284,7 +284,7 @@ class ImageTextRetrievalPipeline(Pipeline):
             forward_params["progress_bar"] = progress_bar
         postprocess_params = {}
         if top_k is not None:
-            postprocess_params["top_k"] = _check_count(top_k, "top_k")
+            postprocess_params["top_k"] = check_positive_int(top_k, "top_k")
         return preprocess_params, forward_params, postprocess_params
 
     def preprocess(
