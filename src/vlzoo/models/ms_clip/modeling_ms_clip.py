@@ -203,17 +203,22 @@ class MsClipEncoderLayer(GradientCheckpointingLayer):
     both towers.
     """
 
-    def __init__(self, config: MsClipVisionConfig | MsClipTextConfig, shared: MsClipBlockWeights | None = None):
+    def __init__(self, config: MsClipVisionConfig | MsClipTextConfig, *, shared: bool = False):
         super().__init__()
         self.config = config
         self.layer_norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.layer_norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        if shared is not None:
-            self.self_attn = shared.self_attn
-            self.mlp = shared.mlp
+        if shared:  # filled by `attach` once the model has built its shared blocks
+            self.self_attn = None
+            self.mlp = None
         else:
             self.self_attn = MultiHeadSelfAttention(config.hidden_size, dropout=config.attention_dropout)
             self.mlp = FeedForward(config.hidden_size, config.intermediate_size, config.hidden_act)
+
+    def attach(self, block: MsClipBlockWeights) -> None:
+        """Use the attention and MLP of one of the model's shared blocks."""
+        self.self_attn = block.self_attn
+        self.mlp = block.mlp
 
     def forward(
         self,
@@ -234,15 +239,19 @@ class MsClipEncoderLayer(GradientCheckpointingLayer):
 
 
 class MsClipEncoder(nn.Module):
-    """A stack of blocks whose last `len(shared_layers)` take their attention and MLP from `shared_layers`."""
+    """A stack of blocks whose last `num_shared_layers` take their attention and MLP from the model's shared blocks
+    (given to `attach_shared` after construction)."""
 
-    def __init__(self, config: MsClipVisionConfig | MsClipTextConfig, shared_layers: Sequence[MsClipBlockWeights]):
+    def __init__(self, config: MsClipVisionConfig | MsClipTextConfig, num_shared_layers: int):
         super().__init__()
-        self.first_shared = config.num_hidden_layers - len(shared_layers)
+        self.first_shared = config.num_hidden_layers - num_shared_layers
         self.layers = nn.ModuleList(
-            MsClipEncoderLayer(config, shared_layers[i - self.first_shared] if i >= self.first_shared else None)
-            for i in range(config.num_hidden_layers)
+            MsClipEncoderLayer(config, shared=i >= self.first_shared) for i in range(config.num_hidden_layers)
         )
+
+    def attach_shared(self, shared_layers: Sequence[MsClipBlockWeights]) -> None:
+        for layer, block in zip(self.layers[self.first_shared :], shared_layers, strict=True):
+            layer.attach(block)
 
 
 def _finish_outputs(
@@ -298,7 +307,7 @@ class MsClipVisionTransformer(nn.Module):
     the pooled output is `post_layernorm` of the class token.
     """
 
-    def __init__(self, config: MsClipVisionConfig, shared_layers: Sequence[MsClipBlockWeights]):
+    def __init__(self, config: MsClipVisionConfig, num_shared_layers: int):
         super().__init__()
         self.config = config
         width = config.hidden_size
@@ -308,7 +317,7 @@ class MsClipVisionTransformer(nn.Module):
             self.stem = nn.Conv2d(config.num_channels, width, config.patch_size, config.patch_size, bias=False)
         self.embeddings = MsClipVisionEmbeddings(config)
         self.pre_layernorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
-        self.encoder = MsClipEncoder(config, shared_layers)
+        self.encoder = MsClipEncoder(config, num_shared_layers)
         self.post_layernorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
 
         channels = config.branch_channels
@@ -396,11 +405,11 @@ class MsClipTextTransformer(nn.Module):
     every token of `last_hidden_state`; here apply `final_layer_norm` yourself for per-token features.
     """
 
-    def __init__(self, config: MsClipTextConfig, shared_layers: Sequence[MsClipBlockWeights]):
+    def __init__(self, config: MsClipTextConfig, num_shared_layers: int):
         super().__init__()
         self.config = config
         self.embeddings = MsClipTextEmbeddings(config)
-        self.encoder = MsClipEncoder(config, shared_layers)
+        self.encoder = MsClipEncoder(config, num_shared_layers)
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def pool_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -548,13 +557,53 @@ class MsClipPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = False
     _supports_flex_attn = False
 
-    def _build_shared_layers(self) -> MsClipSharedLayers:
-        """The shared blocks, to be assigned before the towers so that `shared_layers.*` is their first name."""
-        text = self.config.text_config
-        return MsClipSharedLayers(
+    def _build_towers(self, *tower_classes: type[nn.Module]) -> None:
+        """Build the towers, then the shared blocks, and register `shared_layers` first.
+
+        Construction order fixes the random draws of a seed (towers first, as in every vlzoo release); registering
+        `shared_layers` before the towers makes `shared_layers.*` the first name of each shared weight (PEFT and
+        device maps see that name). The towers' shared layers then take their modules from `shared_layers`.
+        """
+        config = self.config
+        towers = {}
+        for tower_class in tower_classes:
+            name = "vision_model" if tower_class is MsClipVisionTransformer else "text_model"
+            sub_config = config.vision_config if name == "vision_model" else config.text_config
+            towers[name] = tower_class(sub_config, config.num_shared_layers)
+        text = config.text_config
+        self.shared_layers = MsClipSharedLayers(
             MsClipBlockWeights(text.hidden_size, text.intermediate_size, text.hidden_act, text.attention_dropout)
-            for _ in range(self.config.num_shared_layers)
+            for _ in range(config.num_shared_layers)
         )
+        for name, tower in towers.items():
+            tower.encoder.attach_shared(self.shared_layers)
+            setattr(self, name, tower)
+
+    @torch.no_grad()
+    @init.guard_torch_init_functions()
+    def initialize_weights(self) -> None:
+        """transformers' children-first initialisation, in the order towers, shared blocks, the rest, with each
+        shared block initialised once under `shared_layers`: a seed gives the same weights as the construction
+        order, whatever the registration order. Every rule of `_init_weights` goes through
+        `transformers.initialization`, which leaves loaded tensors alone, so parents without direct parameters (the
+        towers, whose rules set their embeddings) are always visited."""
+        shared = {id(module) for module in self.shared_layers.modules()}
+        custom = False
+
+        def visit(module: nn.Module, skip_shared: bool) -> None:
+            for child in module.children():
+                if not (skip_shared and id(child) in shared):
+                    visit(child, skip_shared)
+            self._initialize_weights(module, custom)
+
+        towers = [name for name in ("vision_model", "text_model") if hasattr(self, name)]
+        rest = [name for name, _ in self.named_children() if name not in (*towers, "shared_layers")]
+        for name in towers:
+            visit(getattr(self, name), skip_shared=True)
+        visit(self.shared_layers, skip_shared=False)
+        for name in rest:
+            visit(getattr(self, name), skip_shared=False)
+        self._initialize_weights(self, custom)
 
     def _declare_shared_aliases(self) -> None:
         """Declare each tower's name of a shared weight as a tied alias of its `shared_layers.*` name.
@@ -585,15 +634,9 @@ class MsClipPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         # `apply` visits children before parents, so parent-level rules below override the generic Linear rule
         std = self.config.initializer_range
-        if isinstance(module, MultiHeadSelfAttention):
-            # xavier_uniform over the original fused [3W, W] in_proj_weight, applied to each of q/k/v
-            bound = (6.0 / (4 * module.hidden_size)) ** 0.5
-            for proj in (module.q_proj, module.k_proj, module.v_proj):
-                init.uniform_(proj.weight, -bound, bound)
-                init.zeros_(proj.bias)
-            init.trunc_normal_(module.out_proj.weight, std=std)
-            init.zeros_(module.out_proj.bias)
-        elif isinstance(module, nn.Conv2d):
+        # q/k/v/out projections take the Linear rule (truncated normal, zero bias): the figures vlzoo reports for
+        # training from scratch (the demo) come from this initialisation.
+        if isinstance(module, nn.Conv2d):
             # He init as in ResNets: the released 0.02 std shrinks the image signal to ~1e-6 through the stem when
             # BatchNorm runs on its initial statistics (an untrained model in eval mode would ignore its input)
             init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -610,12 +653,13 @@ class MsClipPreTrainedModel(PreTrainedModel):
                 init.zeros_(module.num_batches_tracked)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, std=1.0)  # PyTorch's default, kept by the released code
-        elif isinstance(module, MsClipVisionEmbeddings):
+        elif isinstance(module, MsClipVisionTransformer):
+            # at the tower, after its blocks and branch, as in the released code's order of draws
             scale = module.config.hidden_size**-0.5
-            init.normal_(module.class_embedding, std=scale)
-            init.normal_(module.position_embedding, std=scale)
-        elif isinstance(module, MsClipTextEmbeddings):
-            init.trunc_normal_(module.position_embedding, std=std)
+            init.normal_(module.embeddings.class_embedding, std=scale)
+            init.normal_(module.embeddings.position_embedding, std=scale)
+        elif isinstance(module, MsClipTextTransformer):
+            init.trunc_normal_(module.embeddings.position_embedding, std=std)
         if isinstance(module, (MsClipModel, MsClipVisionModelWithProjection)):
             init.normal_(module.visual_projection.weight, std=self.config.vision_config.hidden_size**-0.5)
         if isinstance(module, (MsClipModel, MsClipTextModelWithProjection)):
@@ -698,9 +742,7 @@ class MsClipModel(MsClipPreTrainedModel):
 
     def __init__(self, config: MsClipConfig):
         super().__init__(config)
-        self.shared_layers = self._build_shared_layers()
-        self.vision_model = MsClipVisionTransformer(config.vision_config, self.shared_layers)
-        self.text_model = MsClipTextTransformer(config.text_config, self.shared_layers)
+        self._build_towers(MsClipVisionTransformer, MsClipTextTransformer)
         self.visual_projection = nn.Linear(config.vision_config.hidden_size, config.projection_dim, bias=False)
         self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
@@ -821,8 +863,7 @@ class MsClipVisionModelWithProjection(MsClipPreTrainedModel):
 
     def __init__(self, config: MsClipConfig):
         super().__init__(config)
-        self.shared_layers = self._build_shared_layers()
-        self.vision_model = MsClipVisionTransformer(config.vision_config, self.shared_layers)
+        self._build_towers(MsClipVisionTransformer)
         self.visual_projection = nn.Linear(config.vision_config.hidden_size, config.projection_dim, bias=False)
         self._declare_shared_aliases()
         self.post_init()
@@ -851,8 +892,7 @@ class MsClipTextModelWithProjection(MsClipPreTrainedModel):
 
     def __init__(self, config: MsClipConfig):
         super().__init__(config)
-        self.shared_layers = self._build_shared_layers()
-        self.text_model = MsClipTextTransformer(config.text_config, self.shared_layers)
+        self._build_towers(MsClipTextTransformer)
         self.text_projection = nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False)
         self._declare_shared_aliases()
         self.post_init()
