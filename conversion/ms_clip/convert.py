@@ -1,4 +1,4 @@
-"""Convert a released MS-CLIP checkpoint into a transformers folder (safetensors, config, processor).
+r"""Convert a released MS-CLIP checkpoint into a transformers folder (safetensors, config, processor).
 
     python conversion/ms_clip/convert.py --checkpoint b32-yfcc-msclips_ckpt.pth --variant b32-yfcc \
         --output-dir ms_clip-b32-yfcc [--original-config original_config.json] [--verify-against io.safetensors]
@@ -9,16 +9,12 @@ outputs and writes `parity.json`. Nothing is written unless every step succeeds.
 `vlzoo convert ms_clip ...`.
 """
 
-import argparse
-
-from vlzoo.conversion import add_common_cli_arguments, run_from_args
-from vlzoo.models.ms_clip.conversion_ms_clip import VARIANTS, MsClipConverter
+from vlzoo import get_family
+from vlzoo.conversion import run_cli
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_cli_arguments(parser, variants=VARIANTS)
-    return run_from_args(MsClipConverter(), parser.parse_args(argv))
+    return run_cli(get_family("ms_clip").build_converter(), argv, prog="convert.py", description=__doc__)
 
 
 if __name__ == "__main__":

@@ -1,40 +1,58 @@
 """vlzoo: vision-language transformers for the Hugging Face ecosystem.
 
 `import vlzoo` registers every family with transformers' Auto classes and vlzoo's pipelines; it reads no file,
-touches no network and builds no model.
+touches no network and builds no model. The family classes (`vlzoo.MsClipModel`, ...) are the `exports` of the
+registry's `Family` records, looked up when first used.
 """
 
-from .models.ms_clip import (
-    MsClipConfig,
-    MsClipImageProcessor,
-    MsClipModel,
-    MsClipProcessor,
-    MsClipTextConfig,
-    MsClipTextModelWithProjection,
-    MsClipTokenizer,
-    MsClipVisionConfig,
-    MsClipVisionModelWithProjection,
-)
+from typing import TYPE_CHECKING, Any
+
 from .pipelines import register_pipelines
-from .registry import families, get_family, register_all
+from .registry import (  # noqa: F401
+    TOP_LEVEL_NAMES,
+    families,
+    get_family,
+    register_all,
+    register_family,
+    unregister_family,
+)
 
 __version__ = "0.1.0"
 
+register_pipelines()  # first: a family's declared pipeline tasks are checked against the registered ones
 register_all()
-register_pipelines()
 
-__all__ = [
-    "MsClipConfig",
-    "MsClipImageProcessor",
-    "MsClipModel",
-    "MsClipProcessor",
-    "MsClipTextConfig",
-    "MsClipTextModelWithProjection",
-    "MsClipTokenizer",
-    "MsClipVisionConfig",
-    "MsClipVisionModelWithProjection",
-    "families",
-    "get_family",
-    "register_all",
-    "register_pipelines",
-]
+if TYPE_CHECKING:  # static names for type checkers and IDEs; at run time they come from the registry
+    from .models.ms_clip import (  # noqa: F401
+        MsClipConfig,
+        MsClipImageProcessor,
+        MsClipModel,
+        MsClipProcessor,
+        MsClipTextConfig,
+        MsClipTextModelWithProjection,
+        MsClipTokenizer,
+        MsClipVisionConfig,
+        MsClipVisionModelWithProjection,
+    )
+
+
+def _all_names() -> list[str]:
+    return [*TOP_LEVEL_NAMES, *(name for family in families() for name in family.exports)]
+
+
+def __getattr__(name: str) -> Any:
+    """`__all__` and the classes of every registered family (its `exports`), imported on first use."""
+    if name == "__all__":
+        return _all_names()
+    from importlib import import_module
+
+    from .registry import exporting_family
+
+    family = exporting_family(name)
+    if family is None:
+        raise AttributeError(f"module 'vlzoo' has no attribute {name!r}")
+    return getattr(import_module(family.export_package), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_all_names()})

@@ -7,6 +7,7 @@ argument-syntax errors exit with argparse's status 2.
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +26,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     result = run_demo(
         args.output_dir,
+        family=args.family,
         max_steps=args.max_steps,
         batch_size=args.batch_size,
         num_train=args.num_train,
@@ -32,7 +34,8 @@ def _demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         overwrite=args.overwrite,
     )
-    print(f"saved: {args.output_dir}/ms_clip, {args.output_dir}/vanilla; figure: {result.figure}")
+    saved = ", ".join(f"{args.output_dir}/{name}" for name in result.model_names)
+    print(f"saved: {saved}" + (f"; figure: {result.figure}" if result.figure is not None else ""))
     print(f"time: {result.seconds:.0f} s")
     print(result.summary())
     return 0
@@ -50,28 +53,65 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _convert(args: argparse.Namespace, rest: list[str]) -> int:
-    if args.family != "ms_clip":
-        print(f"error: no converter for family {args.family!r}; available: ms_clip", file=sys.stderr)
-        return 2
-    from .conversion import add_common_cli_arguments, run_from_args
-    from .models.ms_clip.conversion_ms_clip import VARIANTS, MsClipConverter
+def _converter_keys() -> list[str]:
+    from .registry import families
 
-    parser = argparse.ArgumentParser(prog="vlzoo convert ms_clip")
-    add_common_cli_arguments(parser, variants=VARIANTS)
-    arguments = parser.parse_args(rest)
+    return [family.key for family in families() if family.converter is not None]
+
+
+def _demo_families() -> list:
+    from .registry import families
+
+    return [family for family in families() if family.demo is not None]
+
+
+def _convert(family: str, rest: list[str]) -> int:
+    """`vlzoo convert FAMILY ...`: the family's converter, with the command line of its conversion/FAMILY/convert.py."""
+    from .conversion import run_cli
+    from .registry import get_family
+
+    converters = _converter_keys()
+    if family not in converters:
+        print(
+            f"error: no converter for family {family!r}; families with a converter: {', '.join(converters)}",
+            file=sys.stderr,
+        )
+        return 2
+    return run_cli(get_family(family).build_converter(), rest, prog=f"vlzoo convert {family}")
+
+
+def _model_type(model_dir: Path) -> str | None:
+    """The `model_type` in a saved folder's config.json (read as JSON: nothing is loaded or built)."""
+    import json
+
+    path = model_dir / "config.json"
     try:
-        return run_from_args(MsClipConverter(), arguments)
-    except EXPECTED_ERRORS as error:
-        return _report(error)
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise ValueError(f"{path} is not a valid config.json ({type(error).__name__})") from None
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    return model_type if isinstance(model_type, str) else None
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .evaluation.zero_shot_shapes import evaluate_zero_shot_on_shapes, local_model_dir
+    from .evaluation.zero_shot_shapes import local_model_dir
+    from .registry import DEFAULT_EVALUATIONS, family_for_model_type
 
-    local_model_dir(args.model)  # before anything heavy: a missing folder fails at once, never via the Hub
-    accuracy = evaluate_zero_shot_on_shapes(args.model, num_test=args.num_test, image_size=args.image_size)
-    print(f"zero-shot accuracy on shapes/test ({args.num_test} images): {accuracy:.4f}")
+    path = local_model_dir(args.model)  # before anything heavy: a missing folder fails at once, never via the Hub
+    family = family_for_model_type(_model_type(path))
+    if family is not None:
+        task = args.task or family.default_task
+        evaluation = family.evaluation(task)
+    else:  # a folder of another library's model (e.g. transformers' CLIP): the task's default evaluation
+        task = args.task or "contrastive"
+        if task not in DEFAULT_EVALUATIONS:
+            raise ValueError(
+                f"{args.model} is not a vlzoo model; --task {task!r} has no default evaluation (defaults: "
+                f"{', '.join(DEFAULT_EVALUATIONS)})"
+            )
+        evaluation = DEFAULT_EVALUATIONS[task]
+    value = evaluation.run(path, num_test=args.num_test, image_size=args.image_size)
+    print(evaluation.describe(value, args.num_test))
     return 0
 
 
@@ -79,12 +119,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlzoo", description="vision-language model zoo for transformers")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    demos = _demo_families()
+    default_demo = demos[0].key if demos else "none"
+    listing = "\n".join(f"  {family.key}: {family.demo.description}" for family in demos) or "  none"
     demo = commands.add_parser(
         "demo",
-        help="train MS-CLIP and vanilla CLIP on shapes and compare zero-shot accuracy",
-        description="Writes OUTPUT_DIR/ms_clip, OUTPUT_DIR/vanilla, zero_shot.png and results.json all at once, when "
-        "everything succeeded. An existing non-empty OUTPUT_DIR is refused (nothing is trained); --overwrite "
-        "replaces one that an earlier vlzoo run wrote and that holds nothing else.",
+        help=f"train a family's small demo models on shapes and compare them (default: {default_demo})",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=f"Families with a demo (default: {default_demo}):\n{listing}\n\n"
+        + textwrap.fill(
+            "Writes one folder per model, the figure and results.json into OUTPUT_DIR all at once, when everything "
+            "succeeded. An existing non-empty OUTPUT_DIR is refused (nothing is trained); --overwrite replaces one "
+            "that an earlier vlzoo run wrote and that holds nothing else. The budget options default to the "
+            "family's demo.",
+            width=100,
+        ),
+    )
+    demo.add_argument(
+        "family",
+        nargs="?",
+        choices=[family.key for family in demos],
+        help=f"the family whose demo runs (default: {default_demo})",
     )
     demo.add_argument(
         "--output-dir", default="vlzoo-demo", help="where the models and the figure go (absent or empty)"
@@ -95,10 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace an existing OUTPUT_DIR written by vlzoo (once the new one is complete); folders holding "
         "anything else are still refused",
     )
-    demo.add_argument("--max-steps", type=int, default=250, help="optimizer steps per model (same for both)")
-    demo.add_argument("--batch-size", type=int, default=64)
-    demo.add_argument("--num-train", type=int, default=6000, help="training scenes to generate")
-    demo.add_argument("--num-test", type=int, default=500, help="test scenes to evaluate")
+    demo.add_argument("--max-steps", type=int, help="optimizer steps per model (the same for every model)")
+    demo.add_argument("--batch-size", type=int, help="training examples per step")
+    demo.add_argument("--num-train", type=int, help="training scenes to generate")
+    demo.add_argument("--num-test", type=int, help="test scenes to evaluate")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(handler=_demo)
 
@@ -120,14 +175,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(handler=_train)
 
+    converters = _converter_keys()
     convert = commands.add_parser(
-        "convert", help="convert an original checkpoint", add_help=False, usage="vlzoo convert FAMILY --checkpoint ..."
+        "convert",
+        help="convert an original checkpoint",
+        description="Convert a released original checkpoint into a save_pretrained folder, with a parity report. "
+        "`vlzoo convert FAMILY --help` lists the family's options.",
+        usage="vlzoo convert FAMILY --checkpoint FILE --output-dir DIR [options]",
     )
-    convert.add_argument("family", help="family key, e.g. ms_clip")
-    convert.set_defaults(handler=None)
+    convert.add_argument("family", choices=converters, metavar="FAMILY", help=f"one of: {', '.join(converters)}")
+    convert.set_defaults(handler=lambda args: _convert(args.family, []))
 
-    evaluate = commands.add_parser("eval", help="zero-shot accuracy of a saved contrastive model on shapes/test")
+    evaluate = commands.add_parser(
+        "eval",
+        help="score a saved model on shapes/test with its family's evaluation of a task",
+        description="The task defaults to the family's first one; contrastive models are scored by zero-shot "
+        "accuracy, also for folders of other libraries' dual encoders.",
+    )
     evaluate.add_argument("model", help="a local save_pretrained folder (never looked up on the Hub)")
+    evaluate.add_argument("--task", help="the task whose evaluation runs (default: the family's first task)")
     evaluate.add_argument("--num-test", type=int, default=500)
     evaluate.add_argument("--image-size", type=int, default=64)
     evaluate.set_defaults(handler=_eval)
@@ -142,9 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        if argv[:1] == ["convert"]:
-            args, rest = parser.parse_known_args(argv)
-            return _convert(args, rest)
+        if argv[:1] == ["convert"] and argv[1:2] and not argv[1].startswith("-"):
+            return _convert(argv[1], argv[2:])  # the family's own parser reads the rest (and its --help)
         args = parser.parse_args(argv)
     except SystemExit as stop:  # argparse printed the usage and its error, or the help
         return stop.code if isinstance(stop.code, int) else 2

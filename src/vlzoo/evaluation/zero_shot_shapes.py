@@ -1,10 +1,16 @@
-"""Zero-shot classification of the shapes test split through transformers' `zero-shot-image-classification`."""
+"""Zero-shot classification of the shapes test split through transformers' `zero-shot-image-classification`: the
+evaluation of contrastive models (`vlzoo eval`) and the metric and figure of the MS-CLIP demo (`vlzoo demo`)."""
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from ..registry import DemoScore
 
 DEFAULT_TEMPLATE = "a {}"
 
@@ -63,4 +69,68 @@ def evaluate_zero_shot_on_shapes(
     return float((scores.argmax(dim=1) == torch.tensor(test["label"])).float().mean())
 
 
-__all__ = ["DEFAULT_TEMPLATE", "evaluate_zero_shot_on_shapes", "local_model_dir", "zero_shot_scores"]
+def _test_images(test: Any) -> tuple[list[Image.Image], list[int]]:
+    """The RGB images and true classes of a shapes test split (class = main object)."""
+    return [image.convert("RGB") for image in test["image"]], list(test["label"])
+
+
+def zero_shot_demo_score(model_dir: str | Path, test: Any) -> "DemoScore":
+    """Top-1 zero-shot accuracy of a saved model on a shapes test split, with its class probabilities (for the
+    figure): the demo metric of contrastive families."""
+    from ..data import class_names
+    from ..registry import DemoScore
+
+    images, truth = _test_images(test)
+    scores = zero_shot_scores(model_dir, images, class_names(), description=f"zero-shot {Path(model_dir).name}")
+    accuracy = float((scores.argmax(dim=1) == torch.tensor(truth)).float().mean())
+    return DemoScore(accuracy, scores)
+
+
+def draw_zero_shot_figure(path: str | Path, test: Any, results: Mapping[str, "DemoScore"]) -> None:
+    """Test images with true and predicted classes, and each model's image-by-class probability heatmap.
+
+    `results` maps a model name to its `zero_shot_demo_score` (whose details are the class probabilities).
+    """
+    from ..data import class_names
+
+    images, truth = _test_images(test)
+    labels = class_names()
+    scores = {name: result.details for name, result in results.items()}
+    shown, cell, thumb = min(8, len(images)), 9, 72
+    font = ImageFont.load_default()
+    width = 150 + thumb * shown
+    heat_top = thumb + 58
+    height = heat_top + len(scores) * (len(labels) * cell + 30)
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    for col in range(shown):
+        x = 150 + col * thumb
+        canvas.paste(images[col].resize((thumb - 4, thumb - 4), Image.NEAREST), (x, 0))
+        draw.text((x, thumb), labels[truth[col]][:12], fill="black", font=font)
+        for k, (name, table) in enumerate(scores.items()):
+            guess = int(table[col].argmax())
+            color = "green" if guess == truth[col] else "red"
+            draw.text((x, thumb + 14 * (k + 1)), f"{name[:2]}:{labels[guess][:9]}", fill=color, font=font)
+    for k, (name, table) in enumerate(scores.items()):
+        top = heat_top + k * (len(labels) * cell + 30)
+        draw.text((4, top), f"{name}: P(class | image)", fill="black", font=font)
+        top += 14
+        peak = float(table[:shown].max()) or 1.0
+        for row, label in enumerate(labels):
+            y = top + row * cell
+            draw.text((4, y - 2), label, fill="black", font=font)
+            for col in range(shown):
+                level = int(255 * (1 - float(table[col, row]) / peak))
+                x = 150 + col * thumb
+                draw.rectangle([x, y, x + thumb - 5, y + cell - 2], fill=(255, level, level))
+    canvas.save(path)
+
+
+__all__ = [
+    "DEFAULT_TEMPLATE",
+    "draw_zero_shot_figure",
+    "evaluate_zero_shot_on_shapes",
+    "local_model_dir",
+    "zero_shot_demo_score",
+    "zero_shot_scores",
+]

@@ -5,7 +5,9 @@ The file has three sections (YAML or JSON):
 ```yaml
 model:
   family: ms_clip            # a registry key
-  preset: b32-yfcc           # a released preset, or vanilla
+  task: contrastive          # one of the family's heads (default: its first); picks the model class and objective
+  objective: {}              # keyword options of the task's objective, e.g. {negatives: hard} for itm
+  preset: b32-yfcc           # a released preset, or vanilla (default: the family's default preset)
   config:                    # overrides of the preset (sub-config dicts are merged)
     vision_config: {image_size: 64, patch_size: 8, stem_strides: [2, 2, 1, 1]}
   pretrained: null           # or a save_pretrained folder to fine-tune
@@ -32,12 +34,11 @@ from typing import Any
 import yaml
 
 from .arguments import TrainingArguments, load_training_config
-from .contrastive_objective import ContrastiveObjective
 from .run_folder import check_run_folder
 from .trainer import TrainResult, train
 
 SECTIONS = ("model", "data", "training")
-MODEL_KEYS = ("family", "preset", "config", "pretrained")
+MODEL_KEYS = ("family", "task", "objective", "preset", "config", "pretrained")
 SHAPES_KEYS = ("dataset", "num_train", "num_validation", "num_test", "image_size", "min_objects", "max_objects", "seed",
                "cache_dir")  # fmt: skip
 CAPTION_KEYS = ("dataset", "annotations", "image_dir", "split", "eval_annotations", "eval_split", "num_train",
@@ -97,11 +98,14 @@ def load_run_config(path: str | Path | None, overrides: list[str] | None = None)
             raise ValueError(f"section {section!r} must be a mapping, got {type(config[section]).__name__}")
     model = config["model"]
     _check_keys("model", model, MODEL_KEYS)
-    for key in ("family", "preset", "pretrained"):
+    for key in ("family", "task", "preset", "pretrained"):
         if model.get(key) is not None and not isinstance(model[key], str):
             raise ValueError(f"model.{key} must be a string, got {model[key]!r}")
     if model.get("config") is not None and not isinstance(model["config"], dict):
         raise ValueError(f"model.config must be a mapping of config fields, got {model['config']!r}")
+    objective = model.get("objective")
+    if objective is not None and (not isinstance(objective, dict) or not all(isinstance(k, str) for k in objective)):
+        raise ValueError(f"model.objective must be a mapping of objective options, got {objective!r}")
     data = config["data"]
     data.setdefault("dataset", "shapes")
     allowed = {"shapes": SHAPES_KEYS, "captions": CAPTION_KEYS}
@@ -156,15 +160,25 @@ def pretrained_source(value: str, what: str = "model.pretrained") -> str:
     return value
 
 
+def model_task(model_section: dict[str, Any], family: Any) -> str:
+    """`model.task`, checked against the family's heads; default the family's first task."""
+    task = model_section.get("task") or family.default_task
+    if task not in family.heads:
+        raise ValueError(
+            f"model.task={task!r} is not a task of family {family.key!r}; its tasks: {', '.join(family.heads)}"
+        )
+    return task
+
+
 def build_model_and_processor(model_section: dict[str, Any]):
-    """The family's model (from a preset with overrides, or a pretrained folder) and its processor."""
+    """The family's model for `model.task` (from a preset with overrides, or a pretrained folder) and its processor."""
     from huggingface_hub.errors import StrictDataclassError
     from transformers import PreTrainedConfig
 
-    from ..registry import get_family
+    from ..registry import families, get_family
 
-    family = get_family(model_section.get("family", "ms_clip"))
-    model_class = family.auto_models["AutoModel"]
+    family = get_family(model_section.get("family") or families()[0].key)
+    model_class = family.head(model_task(model_section, family))
     pretrained = model_section.get("pretrained")
     if pretrained is not None:
         from transformers import AutoProcessor
@@ -173,7 +187,9 @@ def build_model_and_processor(model_section: dict[str, Any]):
         return model_class.from_pretrained(source), AutoProcessor.from_pretrained(source), family
     if family.config_builder is None:
         raise ValueError(f"family {family.key!r} has no presets: set model.pretrained")
-    preset = model_section.get("preset", family.variants[0])
+    preset = model_section.get("preset") or family.default_preset
+    if preset is None:
+        raise ValueError(f"family {family.key!r} has no default preset: set model.preset")
     overrides = model_section.get("config") or {}
     try:
         _check_config_keys(family.config_builder(preset), overrides, "model.config", PreTrainedConfig)
@@ -184,6 +200,16 @@ def build_model_and_processor(model_section: dict[str, Any]):
         raise ValueError(f"family {family.key!r} cannot build a processor for a new model: set model.pretrained")
     processor = family.processor_builder(config)
     return model_class(config), processor, family
+
+
+def build_objective(model_section: dict[str, Any], family: Any, processor: Any):
+    """The objective of `model.task` (the family's own or the shared one), built with the `model.objective` options."""
+    task = model_task(model_section, family)
+    options = model_section.get("objective") or {}
+    try:
+        return family.objective(task, processor, **options)
+    except TypeError as error:
+        raise ValueError(f"model.objective for task {task!r}: {_one_line(error)}") from None
 
 
 def _check_config_keys(default: Any, overrides: dict[str, Any], where: str, config_type: type) -> None:
@@ -203,8 +229,9 @@ def _optional_count(data: dict[str, Any], key: str) -> int | None:
     return value
 
 
-def build_datasets(data_section: dict[str, Any]):
-    """(train, eval or None) in the vlzoo schema: the shapes data or a caption file with its image folder.
+def build_datasets(data_section: dict[str, Any], task: str = "contrastive"):
+    """(train, eval or None): the rows `task`'s objective reads (`vlzoo.data.task_dataset`) of the shapes data or of
+    a caption file with its image folder.
 
     For captions, `num_train` keeps at most that many training images (file order), `num_validation` holds out
     that many images from the end of `annotations` for evaluation (or keeps at most that many of
@@ -215,7 +242,7 @@ def build_datasets(data_section: dict[str, Any]):
         from ..data import load_shapes
 
         splits = load_shapes(**values)
-        return splits["train"], splits["validation"]
+        return _task_rows(splits["train"], task), _task_rows(splits["validation"], task)
     from ..data import read_caption_dataset
 
     if not values.get("annotations") or not values.get("image_dir"):
@@ -241,10 +268,20 @@ def build_datasets(data_section: dict[str, Any]):
         train_set = train_set.select(range(kept))
     if num_train is not None:
         train_set = train_set.select(range(min(num_train, len(train_set))))
+    train_set, eval_set = _task_rows(train_set, task), _task_rows(eval_set, task)
     if image_size is not None:
         train_set = train_set.with_transform(_ShorterSide(image_size))
         eval_set = eval_set.with_transform(_ShorterSide(image_size)) if eval_set is not None else None
     return train_set, eval_set
+
+
+def _task_rows(dataset: Any, task: str) -> Any:
+    """The rows `task`'s objective reads; data of tasks outside `vlzoo.data.TASKS` (a family's own) as they are."""
+    from ..data.tasks import TASKS, task_dataset
+
+    if dataset is None or task not in TASKS:
+        return dataset
+    return task_dataset(dataset, task)
 
 
 class _ShorterSide:
@@ -275,21 +312,20 @@ def run_training(path: str | Path | None, overrides: list[str] | None = None) ->
     args = TrainingArguments.from_dict(config["training"])
     check_run_folder(args.output_dir, resuming=args.resume_from is not None)
     model, processor, family = build_model_and_processor(config["model"])
-    if family.training_objective != "contrastive":
-        raise ValueError(f"family {family.key!r} trains with {family.training_objective!r}, not supported here")
-    train_set, eval_set = build_datasets(config["data"])
+    objective = build_objective(config["model"], family, processor)
+    train_set, eval_set = build_datasets(config["data"], task=model_task(config["model"], family))
     if args.eval_every_steps is None:
         eval_set = None
-    return train(
-        model, ContrastiveObjective(processor), train_set, args=args, eval_dataset=eval_set, processor=processor
-    )
+    return train(model, objective, train_set, args=args, eval_dataset=eval_set, processor=processor)
 
 
 __all__ = [
     "apply_overrides",
     "build_datasets",
     "build_model_and_processor",
+    "build_objective",
     "load_run_config",
+    "model_task",
     "pretrained_source",
     "run_training",
 ]

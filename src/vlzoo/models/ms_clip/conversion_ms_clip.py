@@ -30,9 +30,6 @@ _VISION_BLOCK = "visual.transformer.resblocks"
 _TEXT_BLOCK = "transformer.resblocks"
 
 
-VARIANTS = tuple(PRESETS)
-
-
 class MsClipConversionError(ConversionError):
     """The checkpoint cannot be read as MS-CLIP (or its architecture cannot be determined)."""
 
@@ -519,7 +516,6 @@ class MsClipConverter(FamilyConverter):
 __all__ = [
     "MsClipConversionError",
     "MsClipConverter",
-    "VARIANTS",
     "check_state_dict",
     "infer_config",
     "key_map",
