@@ -115,11 +115,12 @@ def test_command_line_choices_come_from_the_registry(capsys):
     converters = [f.key for f in families() if f.converter is not None]
     demos = [f for f in families() if f.demo is not None]
     assert main(["convert", "--help"]) == 0
-    assert f"one of: {', '.join(converters)}" in " ".join(capsys.readouterr().out.split())
+    named = ", ".join(f"{f.key} ({f.name})" for f in families() if f.converter is not None)
+    assert f"one of: {named}" in " ".join(capsys.readouterr().out.split())
     assert main(["demo", "--help"]) == 0
     help_text = " ".join(capsys.readouterr().out.split())
     for family in demos:
-        assert f"{family.key}: {family.demo.description}" in help_text
+        assert f"{family.key} ({family.name}): {family.demo.description}" in help_text
     assert main(["convert", "nope"]) == 2
     assert f"families with a converter: {', '.join(converters)}" in capsys.readouterr().err
 
@@ -234,3 +235,16 @@ def test_eval_of_a_folder_with_a_broken_config_is_one_line(tmp_path, capsys):
     (tmp_path / "config.json").write_text("{not json")
     assert main(["eval", str(tmp_path)]) == 1
     assert "config.json is not a valid config.json" in capsys.readouterr().err
+
+
+def test_heads_are_registered_with_the_pipelines_auto_classes_until_unregistered(tmp_path):
+    from vlzoo.pipelines import AutoModelForImageTextMatching
+
+    _Model(_Config()).save_pretrained(tmp_path)
+    register_family(_family())
+    try:
+        assert type(AutoModelForImageTextMatching.from_pretrained(tmp_path)) is _Model
+    finally:
+        unregister_family("registry_test")
+    with pytest.raises(ValueError, match="vlzoo_registry_test"):
+        AutoModelForImageTextMatching.from_pretrained(tmp_path)

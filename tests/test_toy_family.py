@@ -507,7 +507,7 @@ def test_demo_runs_the_family_spec(toy, tmp_path, cache, capsys):
     from vlzoo.evaluation.zero_shot_shapes import evaluate_zero_shot_on_shapes
 
     assert main(["demo", "--help"]) == 0
-    assert "toy: a toy dual encoder vs a narrower one" in capsys.readouterr().out
+    assert "toy (Toy): a toy dual encoder vs a narrower one" in capsys.readouterr().out
     out = tmp_path / "demo"
     assert main(["demo", KEY, "--output-dir", str(out)]) == 0
     printed = capsys.readouterr().out.strip().splitlines()

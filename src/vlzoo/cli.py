@@ -59,6 +59,12 @@ def _converter_keys() -> list[str]:
     return [family.key for family in families() if family.converter is not None]
 
 
+def _named(key: str) -> str:
+    from .registry import get_family
+
+    return f"{key} ({get_family(key).name})"
+
+
 def _demo_families() -> list:
     from .registry import families
 
@@ -121,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demos = _demo_families()
     default_demo = demos[0].key if demos else "none"
-    listing = "\n".join(f"  {family.key}: {family.demo.description}" for family in demos) or "  none"
+    listing = "\n".join(f"  {family.key} ({family.name}): {family.demo.description}" for family in demos) or "  none"
     demo = commands.add_parser(
         "demo",
         help=f"train a family's small demo models on shapes and compare them (default: {default_demo})",
@@ -183,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
         "`vlzoo convert FAMILY --help` lists the family's options.",
         usage="vlzoo convert FAMILY --checkpoint FILE --output-dir DIR [options]",
     )
-    convert.add_argument("family", choices=converters, metavar="FAMILY", help=f"one of: {', '.join(converters)}")
+    convert.add_argument(
+        "family", choices=converters, metavar="FAMILY", help=f"one of: {', '.join(map(_named, converters))}"
+    )
     convert.set_defaults(handler=lambda args: _convert(args.family, []))
 
     evaluate = commands.add_parser(

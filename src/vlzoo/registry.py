@@ -143,7 +143,7 @@ class Family:
 
     Args:
         key: folder and file name (`ms_clip`); lowercase letters, digits and underscores.
-        name: display name (`MS-CLIP`).
+        name: display name (`MS-CLIP`), shown by the command line next to the key.
         config_class: the top-level config (its `model_type` is `vlzoo_<key>`).
         heads: task -> model class (`{"contrastive": MsClipModel}`; fusion families: `"vqa"`, `"itm"`, `"mlm"`,
             `"grounding"`, `"captioning"`, `"visual-reasoning"`, `"image-classification"`). The first task is the
@@ -163,7 +163,6 @@ class Family:
         converter: builds the family's `vlzoo.conversion.FamilyConverter` (`vlzoo convert FAMILY`); None = none.
         demo: what `vlzoo demo FAMILY` compares; None = no demo.
         lora_target_modules: documented default PEFT LoRA targets (module-name suffixes).
-        status: a short line for the README table.
         default_preset: the preset `vlzoo train` builds when the config names none.
         config_builder: `(preset, **overrides) -> config`, for building a model from a released configuration.
         processor_builder: `config -> processor` matching that model (resolution, vocabulary).
@@ -188,7 +187,6 @@ class Family:
     converter: Callable[[], Any] | None = field(default=None, compare=False)
     demo: DemoSpec | None = None
     lora_target_modules: tuple[str, ...] = ()
-    status: str = ""
     default_preset: str | None = None
     config_builder: Callable[..., PreTrainedConfig] | None = field(default=None, compare=False)
     processor_builder: Callable[[PreTrainedConfig], Any] | None = field(default=None, compare=False)
@@ -418,7 +416,6 @@ def _ms_clip() -> Family:
         converter=_ms_clip_converter,
         demo=demo,
         lora_target_modules=("q_proj", "v_proj"),
-        status="complete: b32-yfcc, b32-laion, b16-yfcc converters, vanilla baseline, training, pipelines",
         default_preset="b32-yfcc",
         config_builder=MsClipConfig.from_preset,
         processor_builder=MsClipProcessor.from_model_config,
