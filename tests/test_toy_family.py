@@ -25,7 +25,7 @@ from transformers.utils import ModelOutput, can_return_tuple
 import vlzoo
 from vlzoo.cli import main
 from vlzoo.conversion import FamilyConverter, split_qkv, transpose
-from vlzoo.layers.attention import MultiHeadSelfAttention
+from vlzoo.layers.attention import MultiHeadAttention
 from vlzoo.layers.masks import key_padding_attention_mask
 from vlzoo.layers.mlp import FeedForward
 from vlzoo.losses.contrastive import contrastive_loss
@@ -93,17 +93,13 @@ class ToyLayer(GradientCheckpointingLayer):
         super().__init__()
         self.config = config
         self.layer_norm1 = nn.LayerNorm(config.hidden_size)
-        self.self_attn = MultiHeadSelfAttention(config.hidden_size)
+        self.self_attn = MultiHeadAttention(config.hidden_size, config.num_attention_heads, config=config)
         self.layer_norm2 = nn.LayerNorm(config.hidden_size)
         self.mlp = FeedForward(config.hidden_size, config.intermediate_size, "quick_gelu")
 
     def forward(self, hidden_states, attention_mask=None, output_attentions=False):
         attended, attention = self.self_attn(
-            self.layer_norm1(hidden_states),
-            num_heads=self.config.num_attention_heads,
-            attention_mask=attention_mask,
-            attn_implementation=self.config._attn_implementation,
-            output_attentions=output_attentions,
+            self.layer_norm1(hidden_states), attention_mask, output_attentions=output_attentions
         )
         hidden_states = hidden_states + attended
         return hidden_states + self.mlp(self.layer_norm2(hidden_states)), attention

@@ -238,3 +238,39 @@ def test_key_padding_attention_mask():
     assert (mask[keep[:, None, None, :] == 0] == torch.finfo(torch.float16).min).all()
     with pytest.raises(ValueError, match=r"padding_mask must have shape \[batch, k_len\]"):
         key_padding_attention_mask(keep[0], dtype=torch.float32)
+
+
+def test_shared_projections_split_into_other_head_counts_and_follow_replacement():
+    torch.manual_seed(0)
+    source = MultiHeadAttention(HIDDEN, HEADS, attn_implementation="eager")
+    _randomize(source)
+    state = torch.random.get_rng_state()
+    six_heads = MultiHeadAttention(HIDDEN, 6, attn_implementation="eager", share_projections_with=source)
+    assert torch.equal(torch.random.get_rng_state(), state), "sharing projections must draw no random numbers"
+    for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+        assert getattr(six_heads, name) is getattr(source, name)
+    assert [n for n, _ in six_heads.named_parameters()] == [n for n, _ in source.named_parameters()]
+    reference = nn.MultiheadAttention(HIDDEN, 6, batch_first=True)
+    with torch.no_grad():
+        reference.in_proj_weight.copy_(torch.cat([source.q_proj.weight, source.k_proj.weight, source.v_proj.weight]))
+        reference.in_proj_bias.copy_(torch.cat([source.q_proj.bias, source.k_proj.bias, source.v_proj.bias]))
+        reference.out_proj.load_state_dict(source.out_proj.state_dict())
+    hidden = torch.randn(BATCH, QUERIES, HIDDEN)
+    expected, _ = reference(hidden, hidden, hidden)
+    torch.testing.assert_close(six_heads(hidden)[0], expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(source(hidden)[0], expected, atol=1e-3)
+    # a projection replaced by name (as PEFT and quantisers do) is replaced in both modules
+    source.v_proj = nn.Linear(HIDDEN, HIDDEN)
+    assert six_heads.v_proj is source.v_proj
+    with pytest.raises(ValueError, match="hidden_size"):
+        MultiHeadAttention(2 * HIDDEN, HEADS, share_projections_with=source)
+    with pytest.raises(ValueError, match="kdim"):
+        MultiHeadAttention(HIDDEN, HEADS, kdim=7, share_projections_with=source)
+
+
+def test_output_attentions_runs_the_eager_kernel():
+    attention = MultiHeadAttention(HIDDEN, HEADS, attn_implementation="sdpa")
+    hidden = torch.randn(BATCH, QUERIES, HIDDEN)
+    output, weights = attention(hidden, output_attentions=True)
+    assert weights is not None and weights.shape == (BATCH, HEADS, QUERIES, QUERIES)
+    torch.testing.assert_close(output, attention(hidden)[0], atol=1e-5, rtol=1e-5)

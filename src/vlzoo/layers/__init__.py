@@ -1,7 +1,7 @@
 """Leaf blocks shared by every family: attention, transformer layers, multiway experts, MLP, masks, norms, positions,
 patch embedding, poolers, heads, outputs, box operations, tracing checks."""
 
-from .attention import MultiHeadAttention, MultiHeadSelfAttention, eager_attention_forward
+from .attention import MultiHeadAttention, eager_attention_forward
 from .box_ops import (
     BOX_FORMATS,
     box_area,
@@ -40,7 +40,6 @@ __all__ = [
     "MlmTransform",
     "MlpClassifierHead",
     "MultiHeadAttention",
-    "MultiHeadSelfAttention",
     "Multiway",
     "NormalizedProjection",
     "PatchEmbedding",

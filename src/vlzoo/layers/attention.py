@@ -34,61 +34,6 @@ def eager_attention_forward(
     return output, weights
 
 
-class MultiHeadSelfAttention(nn.Module):
-    """Self-attention with `q_proj`/`k_proj`/`v_proj`/`out_proj` whose head count is chosen per call.
-
-    The head count is an argument of `forward`, not of the module, so that two modalities can share one set of
-    projection weights while splitting them into different numbers of heads (MS-CLIP shares the vision block's
-    weights with the text tower, which uses its own `TEXT.HEADS`). Masks are additive floats; `is_causal` is passed
-    explicitly on every call because SDPA treats a missing flag as causal.
-    """
-
-    is_causal = False
-
-    def __init__(self, hidden_size: int, *, bias: bool = True, dropout: float = 0.0):
-        super().__init__()
-        self.hidden_size = hidden_size
-        self.dropout = dropout
-        self.q_proj = nn.Linear(hidden_size, hidden_size, bias=bias)
-        self.k_proj = nn.Linear(hidden_size, hidden_size, bias=bias)
-        self.v_proj = nn.Linear(hidden_size, hidden_size, bias=bias)
-        self.out_proj = nn.Linear(hidden_size, hidden_size, bias=bias)
-
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        *,
-        num_heads: int,
-        attention_mask: torch.Tensor | None = None,
-        attn_implementation: str | None = "sdpa",
-        output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Attend over `hidden_states` `[batch, seq, hidden]`; returns the output and (eager only) the weights."""
-        batch, seq, _ = hidden_states.shape
-        head_dim = self.hidden_size // num_heads
-        shape = (batch, seq, num_heads, head_dim)
-        query = self.q_proj(hidden_states).view(shape).transpose(1, 2)
-        key = self.k_proj(hidden_states).view(shape).transpose(1, 2)
-        value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
-
-        implementation = attn_implementation or "eager"
-        if output_attentions:
-            implementation = "eager"
-        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
-        output, weights = attention(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            scaling=head_dim**-0.5,
-            dropout=self.dropout if self.training else 0.0,
-            is_causal=False,
-        )
-        output = self.out_proj(output.reshape(batch, seq, self.hidden_size))
-        return output, (weights if output_attentions else None)
-
-
 class MultiHeadAttention(nn.Module):
     """Self- or cross-attention with `q_proj`/`k_proj`/`v_proj`/`out_proj`, the head count fixed at construction.
 
@@ -99,10 +44,19 @@ class MultiHeadAttention(nn.Module):
 
     The kernel comes from `ALL_ATTENTION_FUNCTIONS` (sdpa, eager or a registered one), read at every call from
     `config._attn_implementation` when a config is given, so `model.set_attn_implementation("eager")` reaches this
-    module; a block built without a config uses `attn_implementation` ("sdpa" by default). Attention weights are
-    returned by the eager kernel only (sdpa returns None), as transformers does: use eager for
-    `output_attentions`. `is_causal` is passed to the kernel explicitly (sdpa treats a missing flag as causal);
-    a causal module applies its causal pattern through the mask, so eager and sdpa agree.
+    module (None there means eager); a block built without a config uses `attn_implementation` ("sdpa" by
+    default). Attention weights are
+    returned by the eager kernel only (sdpa returns None), as transformers does; a call with
+    `output_attentions=True` therefore runs the eager kernel whatever the configured one. `is_causal` is passed to
+    the kernel explicitly (sdpa treats a missing flag as causal); a causal module applies its causal pattern through
+    the mask, so eager and sdpa agree.
+
+    Shared weights (MS-CLIP's image and text towers share blocks but split them into different numbers of heads):
+    `share_projections_with=other` builds no projections of its own (and draws no random numbers) but registers
+    those of `other` as its own submodules, through one module table: a projection replaced in either module (a
+    PEFT adapter, a quantised layer) is replaced in both. Each module keeps its own head count, scaling, dropout,
+    causality and kernel choice; the projection options (`kdim`, `vdim`, biases, `inner_layer_norm_eps`,
+    `multiway`) are those of `other`.
 
     Masks: `attention_mask` is 4-D, broadcastable to `[batch, heads, q_len, k_len]`, either additive float (0 =
     attend, a large negative value = blocked; transformers' convention for eager kernels) or boolean (True =
@@ -125,6 +79,8 @@ class MultiHeadAttention(nn.Module):
         is_causal: block keys after the query position (top-left aligned).
         config: the model config to read `_attn_implementation` from (nothing else is read).
         attn_implementation: the kernel to use when no `config` is given.
+        share_projections_with: a `MultiHeadAttention` of the same `hidden_size` whose projections (and sub-LN) this
+            module uses, see above.
     """
 
     is_causal = False
@@ -147,6 +103,7 @@ class MultiHeadAttention(nn.Module):
         is_causal: bool = False,
         config: PreTrainedConfig | None = None,
         attn_implementation: str | None = None,
+        share_projections_with: "MultiHeadAttention | None" = None,
     ):
         super().__init__()
         if num_heads <= 0 or hidden_size % num_heads != 0:
@@ -159,15 +116,18 @@ class MultiHeadAttention(nn.Module):
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
-        self.kdim = hidden_size if kdim is None else kdim
-        self.vdim = self.kdim if vdim is None else vdim
         self.scaling = self.head_dim**-0.5 if scaling is None else scaling
         self.scale_queries = scale_queries
         self.dropout = dropout
-        self.multiway = multiway
         self.is_causal = is_causal
         self.config = config
         self.attn_implementation = "sdpa" if attn_implementation is None else attn_implementation
+        if share_projections_with is not None:
+            self._share_projections(share_projections_with, kdim, vdim, inner_layer_norm_eps, multiway)
+            return
+        self.kdim = hidden_size if kdim is None else kdim
+        self.vdim = self.kdim if vdim is None else vdim
+        self.multiway = multiway
 
         def linear(in_features: int, out_features: int, bias: bool) -> nn.Module:
             if multiway:
@@ -184,6 +144,31 @@ class MultiHeadAttention(nn.Module):
         else:
             self.inner_attn_ln = nn.LayerNorm(hidden_size, eps=inner_layer_norm_eps)
         self.out_proj = linear(hidden_size, hidden_size, out_bias)
+
+    def _share_projections(
+        self,
+        source: "MultiHeadAttention",
+        kdim: int | None,
+        vdim: int | None,
+        inner_layer_norm_eps: float | None,
+        multiway: bool,
+    ) -> None:
+        if not isinstance(source, MultiHeadAttention):
+            raise TypeError(f"share_projections_with must be a MultiHeadAttention; got {type(source).__name__}")
+        if source.hidden_size != self.hidden_size:
+            raise ValueError(
+                f"share_projections_with has hidden_size {source.hidden_size}, this attention {self.hidden_size}"
+            )
+        if kdim is not None or vdim is not None or inner_layer_norm_eps is not None or multiway:
+            raise ValueError(
+                "kdim, vdim, inner_layer_norm_eps and multiway come from the module given as share_projections_with"
+            )
+        self.kdim, self.vdim, self.multiway = source.kdim, source.vdim, source.multiway
+        if source.inner_attn_ln is None:
+            self.inner_attn_ln = None  # a plain attribute, as in `source`
+        # one module table for both: q/k/v/out_proj (and inner_attn_ln) are the same objects, and a projection
+        # replaced by name in either module (setattr, as PEFT and quantisers do) is replaced in both
+        self._modules = source._modules
 
     def forward(
         self,
@@ -254,6 +239,10 @@ class MultiHeadAttention(nn.Module):
 
         attention_mask = self._additive_mask(attention_mask, query, key)
         implementation = self.config._attn_implementation if self.config is not None else self.attn_implementation
+        # an unset config value (a sub-config no model has dispatched yet) means eager, as transformers reads it
+        implementation = implementation or "eager"
+        if kwargs.get("output_attentions"):
+            implementation = "eager"  # the only kernel that returns the weights
         attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         output, weights = attention(
             self,
@@ -307,4 +296,4 @@ class MultiHeadAttention(nn.Module):
         return attention_mask
 
 
-__all__ = ["MultiHeadAttention", "MultiHeadSelfAttention", "eager_attention_forward"]
+__all__ = ["MultiHeadAttention", "eager_attention_forward"]

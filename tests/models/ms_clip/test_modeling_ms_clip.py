@@ -5,6 +5,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from safetensors import safe_open
 
+from vlzoo.layers.attention import MultiHeadAttention
 from vlzoo.models.ms_clip.configuration_ms_clip import MsClipConfig
 from vlzoo.models.ms_clip.modeling_ms_clip import (
     MsClipModel,
@@ -51,8 +52,17 @@ def test_shared_blocks_are_stored_once_and_stay_shared(tmp_path):
     for k in range(n):  # one module in three places: the towers call their own submodules
         vision_layer = loaded.vision_model.encoder.layers[loaded.vision_model.encoder.first_shared + k]
         text_layer = loaded.text_model.encoder.layers[loaded.text_model.encoder.first_shared + k]
-        assert vision_layer.self_attn is text_layer.self_attn is loaded.shared_layers[k].self_attn
-        assert vision_layer.mlp is text_layer.mlp is loaded.shared_layers[k].mlp
+        shared = loaded.shared_layers[k]
+        for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            projection = getattr(shared.self_attn, name)
+            assert getattr(vision_layer.self_attn, name) is getattr(text_layer.self_attn, name) is projection
+        # each tower splits the shared projections into its own number of heads (4 and 2 in the tiny config)
+        assert vision_layer.self_attn.num_heads == loaded.config.vision_config.num_attention_heads
+        assert text_layer.self_attn.num_heads == loaded.config.text_config.num_attention_heads
+        assert vision_layer.self_attn.num_heads != text_layer.self_attn.num_heads
+        assert vision_layer.self_attn.config is loaded.config.vision_config
+        assert text_layer.self_attn.config is loaded.config.text_config
+        assert vision_layer.mlp is text_layer.mlp is shared.mlp
     inputs = inputs_for(MsClipModel, loaded.config)
     with torch.no_grad():
         before = loaded(**inputs)
@@ -81,6 +91,16 @@ def test_lora_on_shared_projection_changes_both_modalities_and_merges_once(tmp_p
         assert sum(k.endswith("v_proj.weight") and k.startswith("shared_layers.0.") for k in f.keys()) == 1
     with torch.no_grad():
         torch.testing.assert_close(merged(**inputs).logits_per_image, adapted.logits_per_image)
+
+
+def test_set_attn_implementation_reaches_every_attention():
+    model = _model()
+    attentions = [m for _, m in model.named_modules(remove_duplicate=False) if isinstance(m, MultiHeadAttention)]
+    towers = model.config.vision_config.num_hidden_layers + model.config.text_config.num_hidden_layers
+    assert len(attentions) == towers + model.config.num_shared_layers
+    for implementation in ("sdpa", "eager"):
+        model.set_attn_implementation(implementation)
+        assert {m.config._attn_implementation for m in attentions} == {implementation}
 
 
 def test_text_attention_is_causal_under_sdpa_and_eager():

@@ -14,7 +14,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
-from vlzoo.layers.attention import MultiHeadSelfAttention
+from vlzoo.layers.attention import MultiHeadAttention
 from vlzoo.layers.masks import additive_attention_mask
 from vlzoo.layers.mlp import FeedForward
 from vlzoo.layers.norms import FreezableBatchNorm2d
@@ -175,13 +175,31 @@ class MsClipLateralAdapter(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class MsClipBlockWeights(nn.Module):
-    """The attention and MLP of one shared block, stored once under the model's `shared_layers`."""
+def _self_attention(
+    config: MsClipVisionConfig | MsClipTextConfig, share_projections_with: MultiHeadAttention | None = None
+) -> MultiHeadAttention:
+    """A tower's self-attention: its own head count and dropout, the kernel read from the tower's config."""
+    return MultiHeadAttention(
+        config.hidden_size,
+        config.num_attention_heads,
+        dropout=config.attention_dropout,
+        config=config,
+        share_projections_with=share_projections_with,
+    )
 
-    def __init__(self, hidden_size: int, intermediate_size: int, activation: str, attention_dropout: float):
+
+class MsClipBlockWeights(nn.Module):
+    """The attention and MLP weights of one shared block, stored once under the model's `shared_layers`.
+
+    Built from the text config (whose widths the configuration requires the image tower to match). The towers do
+    not call `self_attn` itself: each tower layer runs a `MultiHeadAttention` of its own head count over the same
+    projection modules (`MsClipEncoderLayer.attach`).
+    """
+
+    def __init__(self, config: MsClipTextConfig):
         super().__init__()
-        self.self_attn = MultiHeadSelfAttention(hidden_size, dropout=attention_dropout)
-        self.mlp = FeedForward(hidden_size, intermediate_size, activation)
+        self.self_attn = _self_attention(config)
+        self.mlp = FeedForward(config.hidden_size, config.intermediate_size, config.hidden_act)
 
 
 class MsClipSharedLayers(nn.ModuleList):
@@ -196,11 +214,13 @@ class MsClipSharedLayers(nn.ModuleList):
 class MsClipEncoderLayer(GradientCheckpointingLayer):
     """Pre-LN block `x + attn(ln1(x))`, `x + mlp(ln2(x))` with modality-specific LayerNorms.
 
-    A shared layer registers the `self_attn` and `mlp` of one of the model's `shared_layers` as its own submodules:
-    the same module objects sit in both towers, and the layer runs like any other, so hooks on the module tree
-    (Accelerate offloading and device placement, PEFT) see ordinary modules. `save_pretrained` stores those weights
-    once, under `shared_layers.*` (the tower names are declared as tied aliases), and an adapter on them reaches
-    both towers.
+    A shared layer registers the `mlp` of one of the model's `shared_layers` as its own submodule, and a
+    `self_attn` of its own (the tower's head count, dropout and `config._attn_implementation`) whose q/k/v/out
+    projections are those of the shared block's `self_attn` (`MultiHeadAttention(share_projections_with=...)`):
+    the same weight modules sit in both towers, which may split them into different numbers of heads, and the
+    layer runs like any other, so hooks on the module tree (Accelerate offloading and device placement, PEFT) see
+    ordinary modules. `save_pretrained` stores those weights once, under `shared_layers.*` (the tower names are
+    declared as tied aliases), and an adapter on them reaches both towers.
     """
 
     def __init__(self, config: MsClipVisionConfig | MsClipTextConfig, *, shared: bool = False):
@@ -212,12 +232,12 @@ class MsClipEncoderLayer(GradientCheckpointingLayer):
             self.self_attn = None
             self.mlp = None
         else:
-            self.self_attn = MultiHeadSelfAttention(config.hidden_size, dropout=config.attention_dropout)
+            self.self_attn = _self_attention(config)
             self.mlp = FeedForward(config.hidden_size, config.intermediate_size, config.hidden_act)
 
     def attach(self, block: MsClipBlockWeights) -> None:
-        """Use the attention and MLP of one of the model's shared blocks."""
-        self.self_attn = block.self_attn
+        """Use the attention projections and the MLP of one of the model's shared blocks (draws no random numbers)."""
+        self.self_attn = _self_attention(self.config, share_projections_with=block.self_attn)
         self.mlp = block.mlp
 
     def forward(
@@ -227,11 +247,7 @@ class MsClipEncoderLayer(GradientCheckpointingLayer):
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attended, attention = self.self_attn(
-            self.layer_norm1(hidden_states),
-            num_heads=self.config.num_attention_heads,
-            attention_mask=attention_mask,
-            attn_implementation=self.config._attn_implementation,
-            output_attentions=output_attentions,
+            self.layer_norm1(hidden_states), attention_mask, output_attentions=output_attentions
         )
         hidden_states = hidden_states + attended
         hidden_states = hidden_states + self.mlp(self.layer_norm2(hidden_states))
@@ -570,10 +586,8 @@ class MsClipPreTrainedModel(PreTrainedModel):
             name = "vision_model" if tower_class is MsClipVisionTransformer else "text_model"
             sub_config = config.vision_config if name == "vision_model" else config.text_config
             towers[name] = tower_class(sub_config, config.num_shared_layers)
-        text = config.text_config
         self.shared_layers = MsClipSharedLayers(
-            MsClipBlockWeights(text.hidden_size, text.intermediate_size, text.hidden_act, text.attention_dropout)
-            for _ in range(config.num_shared_layers)
+            MsClipBlockWeights(config.text_config) for _ in range(config.num_shared_layers)
         )
         for name, tower in towers.items():
             tower.encoder.attach_shared(self.shared_layers)
