@@ -266,11 +266,3 @@ def test_shared_projections_split_into_other_head_counts_and_follow_replacement(
         MultiHeadAttention(2 * HIDDEN, HEADS, share_projections_with=source)
     with pytest.raises(ValueError, match="kdim"):
         MultiHeadAttention(HIDDEN, HEADS, kdim=7, share_projections_with=source)
-
-
-def test_output_attentions_runs_the_eager_kernel():
-    attention = MultiHeadAttention(HIDDEN, HEADS, attn_implementation="sdpa")
-    hidden = torch.randn(BATCH, QUERIES, HIDDEN)
-    output, weights = attention(hidden, output_attentions=True)
-    assert weights is not None and weights.shape == (BATCH, HEADS, QUERIES, QUERIES)
-    torch.testing.assert_close(output, attention(hidden)[0], atol=1e-5, rtol=1e-5)

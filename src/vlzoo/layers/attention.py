@@ -45,10 +45,9 @@ class MultiHeadAttention(nn.Module):
     The kernel comes from `ALL_ATTENTION_FUNCTIONS` (sdpa, eager or a registered one), read at every call from
     `config._attn_implementation` when a config is given, so `model.set_attn_implementation("eager")` reaches this
     module (None there means eager); a block built without a config uses `attn_implementation` ("sdpa" by
-    default). Attention weights are returned by the eager kernel only (sdpa returns None), as transformers does; a
-    call with `output_attentions=True` therefore runs the eager kernel whatever the configured one. `is_causal` is
-    passed to the kernel explicitly (sdpa treats a missing flag as causal); a causal module applies its causal
-    pattern through the mask, so eager and sdpa agree.
+    default). Attention weights are returned by the eager kernel only (sdpa returns None), as transformers does:
+    use eager for `output_attentions`. `is_causal` is passed to the kernel explicitly (sdpa treats a missing flag as
+    causal); a causal module applies its causal pattern through the mask, so eager and sdpa agree.
 
     Shared weights (MS-CLIP's image and text towers share blocks but split them into different numbers of heads):
     `share_projections_with=other` builds no projections of its own (and draws no random numbers) but registers
@@ -240,8 +239,6 @@ class MultiHeadAttention(nn.Module):
         implementation = self.config._attn_implementation if self.config is not None else self.attn_implementation
         # an unset config value (a sub-config no model has dispatched yet) means eager, as transformers reads it
         implementation = implementation or "eager"
-        if kwargs.get("output_attentions"):
-            implementation = "eager"  # the only kernel that returns the weights
         attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         output, weights = attention(
             self,
