@@ -48,11 +48,11 @@ def _vm_size() -> int:
 def _bounded_memory(extra: int = 1 << 30) -> Iterator[None]:
     """Limit this process's address space to its current size plus ``extra`` while the block runs, and time it."""
     if not Path("/proc/self/status").exists():
-        pytest.skip("the address-space limit needs Linux's /proc/self/status")
+        pytest.skip(reason="the address-space limit needs Linux's /proc/self/status")
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = _vm_size() + extra
     if hard != resource.RLIM_INFINITY and limit > hard:
-        pytest.skip("the hard address-space limit is below what the check needs")
+        pytest.skip(reason="the hard address-space limit is below what the check needs")
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     start = time.perf_counter()
     try:
