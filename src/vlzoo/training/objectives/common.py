@@ -47,6 +47,19 @@ def require_columns(example: Any, columns: Sequence[str], owner: str) -> None:
         )
 
 
+class EpochKeyed:
+    """The seed and epoch the trainer announces before each epoch (`set_epoch`); draws keyed on them are the same in
+    every worker and process and after a resume."""
+
+    seed: int = 0
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int, seed: int) -> None:
+        """Select this epoch's draws (called by the trainer before each epoch)."""
+        self.epoch = epoch
+        self.seed = seed
+
+
 def keyed_seed(*parts: Any) -> int:
     """A 63-bit seed that depends only on `parts`: draws keyed on a row's content, not on a running counter, give
     the same result in any worker, shard or batch, and after a resume."""

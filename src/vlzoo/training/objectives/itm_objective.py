@@ -9,6 +9,7 @@ from vlzoo.losses.itm import image_text_matching_loss, sample_hard_negatives
 
 from .common import (
     LABELS,
+    EpochKeyed,
     check_column_names,
     check_optional_int,
     check_processor,
@@ -29,7 +30,7 @@ TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 _SAME_TEXT_SIMILARITY = -1e4
 
 
-class ItmObjective:
+class ItmObjective(EpochKeyed):
     """Cross-entropy of the model's `itm_logits` (`[pairs, 2]`, index 1 = matched) on positives and negatives.
 
     Rows are images with captions (`vlzoo.data.caption_rows`). Each batch of B rows gives B matched pairs and, as in
@@ -89,13 +90,6 @@ class ItmObjective:
         self.text_column = text_column
         self.caption_index = check_optional_int("caption_index", caption_index, 0)
         self.max_length = check_optional_int("max_length", max_length, 1)
-        self.seed = 0
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int, seed: int) -> None:
-        """Select this epoch's caption and negative draws (called by the trainer before each epoch)."""
-        self.epoch = epoch
-        self.seed = seed
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """The matched pairs only (`input_ids`, `attention_mask`, `pixel_values`, ...); negatives are drawn in

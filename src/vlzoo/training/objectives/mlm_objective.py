@@ -11,6 +11,7 @@ from vlzoo.losses.mlm import mask_tokens, masked_language_modeling_loss
 
 from .common import (
     LABELS,
+    EpochKeyed,
     check_column_names,
     check_optional_int,
     check_processor,
@@ -41,7 +42,7 @@ def _tokenizer_value(processor: Any, name: str, option: str) -> Any:
     return value
 
 
-class MlmObjective:
+class MlmObjective(EpochKeyed):
     """Masks the tokens of one caption per image and trains the model to restore them.
 
     Masking follows `vlzoo.losses.mask_tokens` (BERT: each non-special, non-padding token is chosen with
@@ -108,13 +109,6 @@ class MlmObjective:
         self.text_column = text_column
         self.caption_index = check_optional_int("caption_index", caption_index, 0)
         self.max_length = check_optional_int("max_length", max_length, 1)
-        self.seed = 0
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int, seed: int) -> None:
-        """Select this epoch's caption draw and masks (called by the trainer before each epoch)."""
-        self.epoch = epoch
-        self.seed = seed
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Processor inputs with masked `input_ids`, plus `labels` `[batch, length]` (original ids at the chosen
