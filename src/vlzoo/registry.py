@@ -1,7 +1,7 @@
 """One `Family` record per architecture: everything the rest of vlzoo needs to know about a family.
 
-Adding a family is its folder under `vlzoo/models/` plus one entry in `_BUILTIN_FAMILIES` (or a call to
-`register_family` from outside the package). Everything else is derived from the record:
+Adding a family is its folder under `vlzoo/models/` (with `family.py` defining `build_family()`) plus one entry in
+`_BUILTIN_FAMILIES` (or a call to `register_family` from outside the package). Everything else is derived from the record:
 
 - the top-level names of `vlzoo` (`exports`, resolved lazily by `vlzoo.__getattr__`);
 - the Auto classes: `AutoConfig`, `auto_models`, the processors, and for the heads vlzoo's pipelines load
@@ -164,6 +164,8 @@ class Family:
         demo: what `vlzoo demo FAMILY` compares; None = no demo.
         lora_target_modules: documented default PEFT LoRA targets (module-name suffixes).
         default_preset: the preset `vlzoo train` builds when the config names none.
+        presets: every released preset `config_builder` knows -> its documented parameter count (that of the
+            default head, `heads[default_task]`); the common harness builds each on the meta device and checks it.
         config_builder: `(preset, **overrides) -> config`, for building a model from a released configuration.
         processor_builder: `config -> processor` matching that model (resolution, vocabulary).
     """
@@ -188,6 +190,7 @@ class Family:
     demo: DemoSpec | None = None
     lora_target_modules: tuple[str, ...] = ()
     default_preset: str | None = None
+    presets: Mapping[str, int] = field(default_factory=dict)
     config_builder: Callable[..., PreTrainedConfig] | None = field(default=None, compare=False)
     processor_builder: Callable[[PreTrainedConfig], Any] | None = field(default=None, compare=False)
 
@@ -220,6 +223,13 @@ class Family:
         bad = [name for name in self.exports if not isinstance(name, str) or not _IDENTIFIER.match(name)]
         if bad:
             raise ValueError(f"family {self.key!r}: exports must be Python names, got {bad!r}")
+        if self.presets and self.config_builder is None:
+            raise ValueError(f"family {self.key!r}: presets need a config_builder that builds them")
+        if self.default_preset is not None and self.presets and self.default_preset not in self.presets:
+            raise ValueError(
+                f"family {self.key!r}: default_preset {self.default_preset!r} is not one of its presets "
+                f"{', '.join(self.presets)}"
+            )
         if self.demo is not None and self.demo.task not in self.heads:
             raise ValueError(
                 f"family {self.key!r}: its demo trains task {self.demo.task!r}, which has no head; heads: "
@@ -290,143 +300,13 @@ class Family:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# MS-CLIP
-# ----------------------------------------------------------------------------------------------------------------
-
-_MS_CLIP_DEMO_SIZE = 64
-
-
-def _ms_clip_demo_config(kind: str) -> PreTrainedConfig:
-    """Small MS-CLIP-S (conv stem /8, branch, shared blocks) or the vanilla baseline with the same widths.
-
-    The vanilla vision tower has as many layers as MS-CLIP's stem plus blocks, as in the paper's comparison.
-    """
-    from .models.ms_clip.configuration_ms_clip import MsClipConfig
-
-    vision = {"hidden_size": 96, "intermediate_size": 384, "num_attention_heads": 3, "image_size": _MS_CLIP_DEMO_SIZE}
-    text = {"hidden_size": 96, "intermediate_size": 384, "num_attention_heads": 3, "num_hidden_layers": 5}
-    if kind == "ms_clip":
-        vision.update(
-            patch_size=8,
-            num_hidden_layers=4,
-            stem_strides=[2, 2, 1, 1],
-            lateral_adapter_layers=[1, 2, 3],
-            branch_strides=[2, 2, 2],
-            adapter_kernel_sizes=[4, 2, 1],
-        )
-        return MsClipConfig.from_preset(
-            "b32-yfcc", vision_config=vision, text_config=text, projection_dim=64, num_shared_layers=4,
-            logit_scale_init_value=2.6592,
-        )  # fmt: skip
-    vision.update(patch_size=8, num_hidden_layers=5)
-    return MsClipConfig.from_preset(
-        "vanilla", vision_config=vision, text_config=text, projection_dim=64, logit_scale_init_value=2.6592
-    )
-
-
-def _ms_clip_demo_processor() -> Any:
-    """The real CLIP BPE tokenizer and the original MS-CLIP transform at the demo resolution."""
-    from .models.ms_clip.processing_ms_clip import MsClipProcessor
-
-    return MsClipProcessor.from_model_config(_ms_clip_demo_config("ms_clip"))
-
-
-def _zero_shot_demo_score(model_dir: Path, test: Any) -> DemoScore:
-    from .evaluation.zero_shot_shapes import zero_shot_demo_score
-
-    return zero_shot_demo_score(model_dir, test)
-
-
-def _zero_shot_figure(path: Path, test: Any, scores: Mapping[str, DemoScore]) -> None:
-    from .evaluation.zero_shot_shapes import draw_zero_shot_figure
-
-    draw_zero_shot_figure(path, test, scores)
-
-
-def _chance(test: Any) -> dict[str, float]:
-    from .data import class_names
-
-    return {"chance": 1.0 / len(class_names())}
-
-
-def _ms_clip_converter() -> Any:
-    from .models.ms_clip.conversion_ms_clip import MsClipConverter
-
-    return MsClipConverter()
-
-
-def _ms_clip() -> Family:
-    from .models.ms_clip.configuration_ms_clip import MsClipConfig, MsClipTextConfig, MsClipVisionConfig
-    from .models.ms_clip.image_processing_ms_clip import MsClipImageProcessor
-    from .models.ms_clip.modeling_ms_clip import (
-        MsClipModel,
-        MsClipTextModelWithProjection,
-        MsClipVisionModelWithProjection,
-    )
-    from .models.ms_clip.processing_ms_clip import MsClipProcessor
-    from .models.ms_clip.tokenization_ms_clip import MsClipTokenizer
-
-    demo = DemoSpec(
-        description="MS-CLIP-S vs the vanilla CLIP baseline, zero-shot accuracy on shapes",
-        task="contrastive",
-        models={
-            "ms_clip": lambda: _ms_clip_demo_config("ms_clip"),
-            "vanilla": lambda: _ms_clip_demo_config("vanilla"),
-        },
-        processor=_ms_clip_demo_processor,
-        evaluate=_zero_shot_demo_score,
-        summary="zero-shot accuracy: ms_clip={score[ms_clip]:.3f} vanilla={score[vanilla]:.3f} chance={chance:.3f} "
-        "params: ms_clip={parameters[ms_clip]} vanilla={parameters[vanilla]}",
-        metric="accuracy",
-        references=_chance,
-        figure=_zero_shot_figure,
-        figure_name="zero_shot.png",
-        data={"num_validation": 64, "image_size": _MS_CLIP_DEMO_SIZE},
-        training=lambda max_steps: {
-            "learning_rate": 1e-3,
-            "weight_decay": 0.1,
-            "warmup_steps": max_steps // 10,
-            "log_every_steps": 50,
-        },
-    )
-    return Family(
-        key="ms_clip",
-        name="MS-CLIP",
-        config_class=MsClipConfig,
-        heads={"contrastive": MsClipModel},
-        sub_config_classes=(MsClipVisionConfig, MsClipTextConfig),
-        auto_models={"AutoModel": MsClipModel, "AutoModelForZeroShotImageClassification": MsClipModel},
-        extra_model_classes=(MsClipVisionModelWithProjection, MsClipTextModelWithProjection),
-        image_processor_class=MsClipImageProcessor,
-        tokenizer_class=MsClipTokenizer,
-        processor_class=MsClipProcessor,
-        pipelines=("zero-shot-image-classification", "image-feature-extraction", "image-text-retrieval"),
-        exports=(
-            "MsClipConfig",
-            "MsClipImageProcessor",
-            "MsClipModel",
-            "MsClipProcessor",
-            "MsClipTextConfig",
-            "MsClipTextModelWithProjection",
-            "MsClipTokenizer",
-            "MsClipVisionConfig",
-            "MsClipVisionModelWithProjection",
-        ),
-        capabilities=frozenset({"dual_encoder"}),
-        converter=_ms_clip_converter,
-        demo=demo,
-        lora_target_modules=("q_proj", "v_proj"),
-        default_preset="b32-yfcc",
-        config_builder=MsClipConfig.from_preset,
-        processor_builder=MsClipProcessor.from_model_config,
-    )
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # The registry
 # ----------------------------------------------------------------------------------------------------------------
 
-_BUILTIN_FAMILIES: dict[str, Callable[[], Family]] = {"ms_clip": _ms_clip}
+# key -> the module whose `build_family()` returns the family's record (imported on first use).
+_BUILTIN_FAMILIES: dict[str, str] = {
+    "ms_clip": "vlzoo.models.ms_clip.family",
+}
 _FAMILIES: dict[str, Family] = {}  # every registered family, in registration order
 # The public names `vlzoo` defines itself (the families' `exports` follow them in `vlzoo.__all__`).
 TOP_LEVEL_NAMES = (
@@ -445,7 +325,7 @@ def get_family(key: str) -> Family:
         if key not in _BUILTIN_FAMILIES:
             valid = ", ".join([*_FAMILIES, *(k for k in _BUILTIN_FAMILIES if k not in _FAMILIES)])
             raise ValueError(f"unknown family {key!r}; valid families: {valid}")
-        register_family(_BUILTIN_FAMILIES[key]())
+        register_family(importlib.import_module(_BUILTIN_FAMILIES[key]).build_family())
     return _FAMILIES[key]
 
 
