@@ -3,8 +3,8 @@ original-format checkpoint and a demo, reaches `vlzoo convert`, `vlzoo train`, `
 pipelines, the top-level `vlzoo` namespace and the common model harness without any other edit, and is gone again
 once unregistered.
 
-This module is also the family's tester for the harness (`CONFIGS`, `inputs_for`, `main_output`, `num_layers`,
-`tiny_processor`, `processor_sample`), as `tests/models/<family>/tester.py` is for a built-in family.
+This module is also the family's tester for the harness (`TESTER`, a `FamilyTester`), as
+`tests/models/<family>/tester.py` is for a built-in family.
 """
 
 import inspect
@@ -23,6 +23,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import ModelOutput, can_return_tuple
 
 import vlzoo
+from tests.common.family_tester import FamilyTester
 from vlzoo.cli import main
 from vlzoo.conversion import FamilyConverter, split_qkv, transpose
 from vlzoo.layers.attention import MultiHeadAttention
@@ -32,9 +33,10 @@ from vlzoo.losses.contrastive import contrastive_loss
 from vlzoo.registry import DemoSpec, Family, families, register_family, unregister_family
 
 KEY = "toy"
-TESTER = f"tests.models.{KEY}.tester"  # where the common harness looks for a family's tester
+TESTER_MODULE = f"tests.models.{KEY}.tester"  # where the common harness looks for a family's tester
 VOCAB_SIZE = 1000  # the CLIP BPE cut to 486 merges: 512 byte tokens + 486 merges + 2 special tokens
 IMAGE_SIZE = 32
+TINY_PARAMETERS = 37_777  # the documented size of the "tiny" preset
 SHAPES = {"num_train": 8, "num_validation": 4, "image_size": IMAGE_SIZE}
 
 
@@ -354,6 +356,29 @@ def processor_sample() -> dict:
     return {"text": ["a red square", "two blue stars"], "images": [Image.new("RGB", (40, 30), (200, 10, 10))] * 2}
 
 
+class ToyTester(FamilyTester):
+    family_key = KEY
+    configs = CONFIGS
+
+    def inputs(self, model_class, config, batch=3):
+        return inputs_for(model_class, config, batch)
+
+    def main_output(self, model_class, outputs):
+        return main_output(model_class, outputs)
+
+    def num_layers(self, model_class, config):
+        return num_layers(model_class, config)
+
+    def tiny_processor(self):
+        return tiny_processor()
+
+    def processor_sample(self):
+        return processor_sample()
+
+
+TESTER = ToyTester()
+
+
 # ----- the registry entry -----
 
 
@@ -404,6 +429,7 @@ def toy_family() -> Family:
         ),
         lora_target_modules=("q_proj", "v_proj"),
         default_preset="tiny",
+        presets={"tiny": TINY_PARAMETERS},
         config_builder=lambda preset, **overrides: tiny_config(**overrides),
         processor_builder=lambda config: tiny_processor(config.image_size),
     )
@@ -414,11 +440,11 @@ def toy():
     """The toy family, registered for one test (and visible to the harness, with this module as its tester)."""
     family = toy_family()
     register_family(family)
-    sys.modules[TESTER] = sys.modules[__name__]
+    sys.modules[TESTER_MODULE] = sys.modules[__name__]
     try:
         yield family
     finally:
-        del sys.modules[TESTER]
+        del sys.modules[TESTER_MODULE]
         unregister_family(KEY)
 
 
@@ -524,14 +550,24 @@ def test_demo_runs_the_family_spec(toy, tmp_path, cache, capsys):
 
 
 def _common_checks() -> list[str]:
+    """Every per-case check of the harness that applies to a dual encoder (capability checks by declaration)."""
     from tests.common import test_model_common
 
     names = []
     for name, check in vars(test_model_common).items():
         if name.startswith("test_") and set(inspect.signature(check).parameters) <= {"case", "tmp_path"}:
             if "case" in inspect.signature(check).parameters:
-                names.append(name)
+                if getattr(check, "capability", "dual_encoder") == "dual_encoder":
+                    names.append(name)
     return names
+
+
+def test_the_harness_selects_capability_checks_from_the_registry():
+    checks = _common_checks()
+    assert "test_dual_encoder_contract" in checks
+    assert "test_forward_backward_reaches_every_trainable_parameter" in checks
+    assert "test_presets_build_on_meta_with_documented_parameter_count" in checks
+    assert not {"test_box_heads_predict_normalised_boxes", "test_generation_head_generates"} & set(checks)
 
 
 @pytest.mark.parametrize("check", _common_checks())
@@ -564,3 +600,20 @@ def test_unregistering_removes_every_trace(tmp_path):
         AutoModel.from_pretrained(tmp_path / "model")
     assert all(case.family.key != KEY for case in harness.cases())
     assert main(["convert", KEY]) == 2
+
+
+def test_the_harness_catches_a_parameter_without_gradient_and_a_wrong_parameter_count(toy, monkeypatch):
+    from tests.common import harness, test_model_common
+
+    case = next(case for case in harness.cases() if case.family is toy)
+    original_init = ToyModel.__init__
+
+    def with_dead_weight(self, config):
+        original_init(self, config)
+        self.dead = nn.Linear(2, 2)  # never used in forward
+
+    monkeypatch.setattr(ToyModel, "__init__", with_dead_weight)
+    with pytest.raises(AssertionError, match="dead.weight"):
+        test_model_common.test_forward_backward_reaches_every_trainable_parameter(case)
+    with pytest.raises(AssertionError, match="documented 37777"):
+        test_model_common.test_presets_build_on_meta_with_documented_parameter_count(case)

@@ -19,7 +19,7 @@ BASE = base_cases()
 
 def _main_config_first(case: Case) -> object:
     """A test parameter, marked slow unless the case uses its family's first (main) configuration."""
-    is_main = case.config_name == next(iter(case.tester.CONFIGS))
+    is_main = case.config_name == next(iter(case.tester.configs))
     return pytest.param(case, id=case.id, marks=() if is_main else pytest.mark.slow)
 
 
@@ -41,9 +41,7 @@ class MainOutput(nn.Module):
         self.names = tuple(names)
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.case.tester.main_output(
-            self.case.model_class, self.model(**dict(zip(self.names, tensors, strict=True)))
-        )
+        return self.case.main_output(self.model(**dict(zip(self.names, tensors, strict=True))))
 
 
 def _tower(case: Case) -> tuple[MainOutput, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -136,6 +134,6 @@ def test_compile_fullgraph_of_the_full_model(case: Case):
     torch._dynamo.reset()
     compiled = torch.compile(model, fullgraph=True, backend="eager")
     with torch.no_grad():
-        expected = case.tester.main_output(case.model_class, model(**inputs))
-        actual = case.tester.main_output(case.model_class, compiled(**inputs))
+        expected = case.main_output(model(**inputs))
+        actual = case.main_output(compiled(**inputs))
     torch.testing.assert_close(actual, expected)

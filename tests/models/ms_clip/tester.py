@@ -2,6 +2,7 @@
 
 import torch
 
+from tests.common.family_tester import FamilyTester
 from vlzoo.models.ms_clip.configuration_ms_clip import MsClipConfig
 from vlzoo.models.ms_clip.modeling_ms_clip import (
     MsClipModel,
@@ -146,3 +147,26 @@ def processor_sample() -> dict:
 
     images = [Image.new("RGB", (40, 30), (200, 10, 10)), Image.new("L", (31, 45), 128)]
     return {"text": ["a red square", "Two DOGS & a cat!"], "images": images}
+
+
+class MsClipTester(FamilyTester):
+    family_key = "ms_clip"
+    configs = CONFIGS
+
+    def inputs(self, model_class, config, batch=3):
+        return inputs_for(model_class, config, batch)
+
+    def main_output(self, model_class, outputs):
+        return main_output(model_class, outputs)
+
+    def num_layers(self, model_class, config):
+        return num_layers(model_class, config)
+
+    def tiny_processor(self):
+        return tiny_processor()
+
+    def processor_sample(self):
+        return processor_sample()
+
+
+TESTER = MsClipTester()
