@@ -49,3 +49,70 @@ def test_data_rows_follow_the_task(tmp_path):
     assert len(questions) > len(captions) and "question" in held_out.column_names
     boxes, _ = build_datasets(data, task="grounding")
     assert {"expression", "bbox"} <= set(boxes.column_names)
+
+
+@pytest.fixture
+def toy_vqa_family():
+    """A family with only a VQA head, registered for one test (the toy fusion model of the pipeline tests)."""
+    from tests.pipelines.toy_models import (
+        ToyFusionConfig,
+        ToyFusionForVqa,
+        register_toy_models,
+        toy_processor,
+        toy_tokenizer,
+    )
+    from vlzoo.registry import Family, register_family, unregister_family
+
+    register_toy_models()
+    family = Family(
+        key="toy_vqa",
+        name="Toy VQA",
+        config_class=ToyFusionConfig,
+        heads={"vqa": ToyFusionForVqa},
+        config_builder=lambda preset, **overrides: ToyFusionConfig(**overrides),
+        processor_builder=lambda config: toy_processor(toy_tokenizer()),
+        default_preset="tiny",
+    )
+    register_family(family)
+    try:
+        yield family
+    finally:
+        unregister_family("toy_vqa")
+
+
+SHAPES = ["data.num_train=12", "data.num_validation=4", "data.image_size=32"]
+SHORT = ["training.max_steps=2", "training.per_device_batch_size=4", "training.progress_bar=false"]
+
+
+def test_train_vqa_builds_the_answer_vocabulary_from_the_training_rows(toy_vqa_family, tmp_path):
+    from transformers import AutoConfig
+
+    from vlzoo.data.tasks import build_answer_vocabulary
+    from vlzoo.training.recipe import run_training
+
+    data = ["data.num_test=1", f"data.cache_dir={tmp_path / 'cache'}", *SHAPES]
+    out = tmp_path / "run"
+    run_training(None, ["model.family=toy_vqa", *data, *SHORT, f"training.output_dir={out}"])
+    train_rows, _ = build_datasets(
+        {"dataset": "shapes", "num_train": 12, "num_validation": 4, "num_test": 1, "image_size": 32,
+         "cache_dir": str(tmp_path / "cache")}, task="vqa")  # fmt: skip
+    expected = build_answer_vocabulary(train_rows)["id2label"]
+    saved = AutoConfig.from_pretrained(out)
+    assert saved.id2label == expected and len(expected) > 2
+    assert saved.label2id == {label: index for index, label in expected.items()}
+    from safetensors import safe_open
+
+    with safe_open(out / "model.safetensors", "pt") as weights:
+        head_rows = [weights.get_slice(k).get_shape()[0] for k in weights.keys() if k.endswith("bias")][-1]
+    assert head_rows == len(expected)
+
+    # min_answer_count trims the vocabulary; a vocabulary given in the config file is used as it is
+    trimmed = tmp_path / "trimmed"
+    run_training(None, ["model.family=toy_vqa", "model.objective={min_answer_count: 3, unknown_answers: ignore}", *data, *SHORT,
+                        f"training.output_dir={trimmed}"])  # fmt: skip
+    assert AutoConfig.from_pretrained(trimmed).id2label == build_answer_vocabulary(train_rows, min_count=3)["id2label"]
+    given = tmp_path / "given"
+    answers = {0: "yes", 1: "no", 2: "red"}
+    run_training(None, ["model.family=toy_vqa", f"model.config.id2label={answers}", "model.objective={unknown_answers: ignore}",
+                        *data, *SHORT, f"training.output_dir={given}"])  # fmt: skip
+    assert AutoConfig.from_pretrained(given).id2label == answers

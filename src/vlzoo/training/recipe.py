@@ -6,7 +6,8 @@ The file has three sections (YAML or JSON):
 model:
   family: ms_clip            # a registry key
   task: contrastive          # one of the family's heads (default: its first); picks the model class and objective
-  objective: {}              # keyword options of the task's objective, e.g. {negatives: hard} for itm
+  objective: {}              # keyword options of the task's objective, e.g. {negatives: hard} for itm; a new
+                             # vqa head answers over the training data's answers ({min_answer_count: 1})
   preset: b32-yfcc           # a released preset, or vanilla (default: the family's default preset)
   config:                    # overrides of the preset (sub-config dicts are merged)
     vision_config: {image_size: 64, patch_size: 8, stem_strides: [2, 2, 1, 1]}
@@ -170,14 +171,19 @@ def model_task(model_section: dict[str, Any], family: Any) -> str:
     return task
 
 
+def model_family(model_section: dict[str, Any]) -> Any:
+    """The `Family` record of `model.family` (default: the first registered family)."""
+    from ..registry import families, get_family
+
+    return get_family(model_section.get("family") or families()[0].key)
+
+
 def build_model_and_processor(model_section: dict[str, Any]):
     """The family's model for `model.task` (from a preset with overrides, or a pretrained folder) and its processor."""
     from huggingface_hub.errors import StrictDataclassError
     from transformers import PreTrainedConfig
 
-    from ..registry import families, get_family
-
-    family = get_family(model_section.get("family") or families()[0].key)
+    family = model_family(model_section)
     model_class = family.head(model_task(model_section, family))
     pretrained = model_section.get("pretrained")
     if pretrained is not None:
@@ -202,10 +208,47 @@ def build_model_and_processor(model_section: dict[str, Any]):
     return model_class(config), processor, family
 
 
-def build_objective(model_section: dict[str, Any], family: Any, processor: Any):
-    """The objective of `model.task` (the family's own or the shared one), built with the `model.objective` options."""
+def with_labels_from_data(model_section: dict[str, Any], family: Any, train_rows: Any) -> dict[str, Any]:
+    """`model_section` with the label vocabulary of the training rows, for tasks whose head size comes from the data.
+
+    An objective class with a `labels_from_data(rows, **options)` classmethod (VQA: the answer vocabulary) gets it
+    called when a new model is built from a preset: the labels go into `model.config` (so the head has one output
+    per answer and the saved config carries `id2label`) and into the objective. Labels the config file already
+    gives (`model.config.id2label` or `model.objective.id2label`) are used as they are; a pretrained model keeps its
+    own (see `build_objective`).
+    """
+    factory = family.objective_factory(model_task(model_section, family))
+    labels_from_data = getattr(factory, "labels_from_data", None)
+    options = dict(model_section.get("objective") or {})
+    config = dict(model_section.get("config") or {})
+    if labels_from_data is None or model_section.get("pretrained") is not None:
+        return model_section
+    if "id2label" in options or "id2label" in config:
+        labels = {key: (options.get(key) or config.get(key)) for key in ("id2label", "label2id")}
+        labels = {key: value for key, value in labels.items() if value is not None}
+    else:
+        labels = labels_from_data(train_rows, **options)
+        if not labels.get("id2label"):
+            raise ValueError(
+                "the training data has no answers to build the label vocabulary from (model.task needs them); "
+                "check data, or lower model.objective.min_answer_count"
+            )
+    options.pop("min_answer_count", None)
+    return {**model_section, "config": {**config, **labels}, "objective": {**options, **labels}}
+
+
+def build_objective(model_section: dict[str, Any], family: Any, processor: Any, model: Any = None):
+    """The objective of `model.task` (the family's own or the shared one), built with the `model.objective` options.
+
+    For an objective that learns labels from the data (`labels_from_data`), a model given here supplies them when
+    the options do not: a pretrained VQA model is fine-tuned over its own `config.id2label`.
+    """
     task = model_task(model_section, family)
-    options = model_section.get("objective") or {}
+    options = dict(model_section.get("objective") or {})
+    if hasattr(family.objective_factory(task), "labels_from_data"):
+        options.pop("min_answer_count", None)
+        if "id2label" not in options and model is not None:
+            options.update(id2label=model.config.id2label, label2id=model.config.label2id)
     try:
         return family.objective(task, processor, **options)
     except TypeError as error:
@@ -311,9 +354,11 @@ def run_training(path: str | Path | None, overrides: list[str] | None = None) ->
     config = load_run_config(path, overrides)
     args = TrainingArguments.from_dict(config["training"])
     check_run_folder(args.output_dir, resuming=args.resume_from is not None)
-    model, processor, family = build_model_and_processor(config["model"])
-    objective = build_objective(config["model"], family, processor)
+    family = model_family(config["model"])
     train_set, eval_set = build_datasets(config["data"], task=model_task(config["model"], family))
+    model_section = with_labels_from_data(config["model"], family, train_set)
+    model, processor, family = build_model_and_processor(model_section)
+    objective = build_objective(model_section, family, processor, model)
     if args.eval_every_steps is None:
         eval_set = None
     return train(model, objective, train_set, args=args, eval_dataset=eval_set, processor=processor)
@@ -324,7 +369,9 @@ __all__ = [
     "build_datasets",
     "build_model_and_processor",
     "build_objective",
+    "with_labels_from_data",
     "load_run_config",
+    "model_family",
     "model_task",
     "pretrained_source",
     "run_training",

@@ -120,6 +120,18 @@ class VqaObjective:
         self.unknown_answers = unknown_answers
         self.max_length = check_optional_int("max_length", max_length, 1)
 
+    @classmethod
+    def labels_from_data(cls, train_rows: Any, *, min_answer_count: int = 1, **options: Any) -> dict[str, dict]:
+        """The label fields (`id2label`, `label2id`) a new VQA head is built with: the training rows' answers.
+
+        `vlzoo train` calls this before building a model from a preset, so `model.task=vqa` needs no hand-written
+        vocabulary; `min_answer_count` (an objective option) keeps answers that win at least that many questions.
+        """
+        from ...data.tasks import build_answer_vocabulary
+
+        column = options.get("answers_column", "answers")
+        return build_answer_vocabulary(train_rows, min_count=min_answer_count, answers_column=column)
+
     @property
     def num_labels(self) -> int:
         return len(self.id2label)
