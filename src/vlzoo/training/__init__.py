@@ -3,10 +3,10 @@
 from .arguments import MIXED_PRECISION_CHOICES, TrainingArguments, load_training_config
 from .callbacks import TrainerCallback
 from .checkpoints import CHECKPOINTS_DIR, checkpoint_dirs, resolve_resume_dir
-from .contrastive_objective import ContrastiveObjective
 from .errors import StateFolderError, TrainingDivergedError
 from .evaluation import evaluation_batches, mean_loss
 from .objective import EvaluatingObjective, Objective
+from .objectives.contrastive_objective import ContrastiveObjective
 from .optimization import build_optimizer, build_scheduler, parameter_groups
 from .sampling import EpochShuffleSampler
 from .state import TrainerState

@@ -7,7 +7,7 @@ one reads.
 
 from vlzoo.data.tasks import build_answer_vocabulary
 
-from ..contrastive_objective import ContrastiveObjective
+from .contrastive_objective import ContrastiveObjective
 from .grounding_objective import BoxTransform, GroundingObjective
 from .itm_objective import ItmObjective
 from .mlm_objective import MlmObjective

@@ -60,11 +60,16 @@ class EpochKeyed:
         self.seed = seed
 
 
-def keyed_seed(*parts: Any) -> int:
-    """A 63-bit seed that depends only on `parts`: draws keyed on a row's content, not on a running counter, give
+def keyed_draw(*parts: Any) -> int:
+    """A 64-bit number that depends only on `parts`: draws keyed on a row's content, not on a running counter, give
     the same result in any worker, shard or batch, and after a resume."""
     key = "\x1f".join(str(part) for part in parts).encode("utf-8")
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+
+
+def keyed_seed(*parts: Any) -> int:
+    """`keyed_draw` cut to the 63 bits `torch.Generator.manual_seed` takes."""
+    return keyed_draw(*parts) >> 1
 
 
 def keyed_generator(*parts: Any) -> torch.Generator:
@@ -86,11 +91,11 @@ def choose_caption(value: Any, column: str, caption_index: int | None, seed: int
     captions = caption_list(value, column)
     if caption_index is not None:
         if caption_index >= len(captions):
-            raise ValueError(f"caption_index={caption_index} but a row has only {len(captions)} caption(s).")
+            raise ValueError(f"caption_index={caption_index} but an example has only {len(captions)} caption(s).")
         return captions[caption_index]
     if len(captions) == 1:
         return captions[0]
-    return captions[keyed_seed(seed, epoch, *captions) % len(captions)]
+    return captions[keyed_draw(seed, epoch, *captions) % len(captions)]
 
 
 def process(processor: Any, images: list, texts: list[str], max_length: int | None) -> dict[str, torch.Tensor]:
@@ -201,6 +206,7 @@ __all__ = [
     "column_values",
     "evaluate_examples",
     "keyed_generator",
+    "keyed_draw",
     "keyed_seed",
     "model_inputs",
     "model_output",

@@ -1,16 +1,15 @@
 """Image-text contrastive objective for CLIP-like dual encoders (MS-CLIP and any model with `return_loss=True`)."""
 
-import hashlib
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 from accelerate import Accelerator
 
-from .evaluation import evaluation_batches, mean_loss
+from ..evaluation import evaluation_batches, mean_loss
+from .common import EpochKeyed, check_column_names, check_optional_int, check_processor, choose_caption
 
 
-class ContrastiveObjective:
+class ContrastiveObjective(EpochKeyed):
     """Pairs each image with one of its captions and lets the model compute its own contrastive loss.
 
     The model's `return_loss=True` path computes the symmetric InfoNCE loss (with negatives gathered across
@@ -36,30 +35,13 @@ class ContrastiveObjective:
         caption_index: int | None = None,
         max_length: int | None = None,
     ):
-        if not callable(processor):
-            raise TypeError(
-                f"processor must be callable like a transformers processor, got {type(processor).__name__}."
-            )
-        if caption_index is not None and (
-            isinstance(caption_index, bool) or not isinstance(caption_index, int) or caption_index < 0
-        ):
-            raise ValueError(f"caption_index must be an int >= 0 or None, got {caption_index!r}.")
-        if max_length is not None and (
-            isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
-        ):
-            raise ValueError(f"max_length must be an int >= 1 or None, got {max_length!r}.")
+        check_processor(processor)
+        check_column_names(image_column=image_column, text_column=text_column)
         self.processor = processor
         self.image_column = image_column
         self.text_column = text_column
-        self.caption_index = caption_index
-        self.max_length = max_length
-        self.seed = 0
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int, seed: int) -> None:
-        """Select the random caption draw of this epoch (called by the trainer before each epoch)."""
-        self.epoch = epoch
-        self.seed = seed
+        self.caption_index = check_optional_int("caption_index", caption_index, 0)
+        self.max_length = check_optional_int("max_length", max_length, 1)
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Rows to `input_ids`, `attention_mask` and `pixel_values` (plus whatever else the processor returns)."""
@@ -96,34 +78,12 @@ class ContrastiveObjective:
                         "Set image_column / text_column to match the dataset."
                     )
             images.append(example[self.image_column])
-            captions = _as_caption_list(example[self.text_column], self.text_column)
-            texts.append(captions[self._choose(captions, caption_index)])
+            value = example[self.text_column]
+            texts.append(choose_caption(value, self.text_column, caption_index, self.seed, self.epoch))
         kwargs = {"return_tensors": "pt", "padding": True}
         if self.max_length is not None:
             kwargs.update(truncation=True, max_length=self.max_length)
         return dict(self.processor(text=texts, images=images, **kwargs))
-
-    def _choose(self, captions: Sequence[str], caption_index: int | None) -> int:
-        if caption_index is not None:
-            if caption_index >= len(captions):
-                raise ValueError(f"caption_index={caption_index} but an example has only {len(captions)} caption(s).")
-            return caption_index
-        if len(captions) == 1:
-            return 0
-        # Keyed on content rather than on a running counter, so skipped batches (resume), worker processes and
-        # data-parallel shards cannot shift the draw.
-        key = "\x1f".join([str(self.seed), str(self.epoch), *captions]).encode("utf-8")
-        draw = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
-        return draw % len(captions)
-
-
-def _as_caption_list(value: Any, column: str) -> list[str]:
-    captions = [value] if isinstance(value, str) else value
-    if not isinstance(captions, (list, tuple)) or not captions or not all(isinstance(c, str) for c in captions):
-        raise ValueError(
-            f"column {column!r} must hold a caption string or a non-empty list of strings, got {value!r}."
-        )
-    return list(captions)
 
 
 __all__ = ["ContrastiveObjective"]
