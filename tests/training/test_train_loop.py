@@ -42,7 +42,10 @@ def test_loss_decreases_and_saved_model_reloads(tmp_path):
     probe = torch.randn(5, ToyRegressionConfig().input_size)
     model.cpu().eval()  # trained on the accelerator when there is one
     with torch.no_grad():
-        torch.testing.assert_close(reloaded(probe).predictions, model(probe).predictions, atol=0, rtol=0)
+        # Weights reload bit for bit; outputs may differ in the last bit when the kernels see other alignments.
+        for name, tensor in model.state_dict().items():
+            torch.testing.assert_close(reloaded.state_dict()[name], tensor, atol=0, rtol=0, msg=name)
+        torch.testing.assert_close(reloaded(probe).predictions, model(probe).predictions, atol=1e-6, rtol=0)
 
 
 def test_gradient_accumulation_counts_optimizer_steps_and_matches_a_larger_batch(tmp_path):
