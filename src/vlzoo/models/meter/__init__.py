@@ -1,6 +1,7 @@
 """METER: CLIP-ViT and RoBERTa joined by co-attention (Dou et al., CVPR 2022)."""
 
 from .configuration_meter import MeterConfig
+from .image_processing_meter import MeterImageProcessor
 from .modeling_meter import (
     MeterForClassificationOutput,
     MeterForImageTextRetrieval,
@@ -15,6 +16,7 @@ from .modeling_meter import (
     MeterModelOutput,
     MeterPreTrainedModel,
 )
+from .processing_meter import MeterProcessor
 
 __all__ = [
     "MeterConfig",
@@ -27,7 +29,9 @@ __all__ = [
     "MeterForVisualEntailment",
     "MeterForVisualReasoning",
     "MeterForVisualReasoningOutput",
+    "MeterImageProcessor",
     "MeterModel",
     "MeterModelOutput",
     "MeterPreTrainedModel",
+    "MeterProcessor",
 ]

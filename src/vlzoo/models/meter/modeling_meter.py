@@ -173,6 +173,21 @@ def _record_attentions(
             handle.remove()
 
 
+class MeterRankHead(nn.Linear):
+    """`Linear(input_size, 1)`, the retrieval rank score (`rank_output`), computed as a product and a sum.
+
+    A one-row matrix-vector product sums in an order that depends on the weight's memory alignment, and weights
+    loaded with `from_pretrained` sit at arbitrary offsets: `F.linear` then changed the score in its last bits
+    between a model and its reloaded copy. The element-wise form sums a freshly allocated product.
+    """
+
+    def __init__(self, input_size: int):
+        super().__init__(input_size, 1)
+
+    def forward(self, pooled_output: torch.Tensor) -> torch.Tensor:
+        return (pooled_output * self.weight[0]).sum(dim=-1, keepdim=True) + self.bias
+
+
 class MeterPreTrainedModel(PreTrainedModel):
     config: MeterConfig
     base_model_prefix = "meter"
@@ -332,8 +347,12 @@ class MeterModel(MeterPreTrainedModel):
         text = self.text_projection(text_embeds)
         image = self.image_projection(image_embeds)
         # meter.md §2.3: modality token types after the projections; text row 0, image row image_token_type_idx
-        text = text + self.token_type_embeddings.weight[0]
-        image = image + self.token_type_embeddings.weight[image_token_type_idx]
+        # (called as a module, not indexed, so offloading hooks bring its weight in)
+        text_types = torch.zeros(text.shape[:2], dtype=torch.long, device=text.device)
+        text = text + self.token_type_embeddings(text_types)
+        image = image + self.token_type_embeddings(
+            torch.full(image.shape[:2], image_token_type_idx, dtype=torch.long, device=image.device)
+        )
         text_mask = key_padding_attention_mask(attention_mask, dtype=text.dtype)
 
         text_states, image_states = [text], [image]
@@ -588,7 +607,7 @@ class MeterForImageTextRetrieval(MeterPreTrainedModel):
         super().__init__(config)
         self.meter = MeterModel(config)
         self.itm_score = ItmHead(2 * config.hidden_size)
-        self.rank_output = nn.Linear(2 * config.hidden_size, 1)
+        self.rank_output = MeterRankHead(2 * config.hidden_size)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
