@@ -306,6 +306,7 @@ class Family:
 # key -> the module whose `build_family()` returns the family's record (imported on first use).
 _BUILTIN_FAMILIES: dict[str, str] = {
     "ms_clip": "vlzoo.models.ms_clip.family",
+    "flava": "vlzoo.models.flava.family",
     "meter": "vlzoo.models.meter.family",
 }
 _FAMILIES: dict[str, Family] = {}  # every registered family, in registration order

@@ -7,6 +7,7 @@ from .configuration_flava import (
     FlavaMultimodalConfig,
     FlavaTextConfig,
 )
+from .image_processing_flava import FlavaImageProcessor
 from .modeling_flava import (
     FlavaForImageTextMatching,
     FlavaForPreTraining,
@@ -20,6 +21,7 @@ from .modeling_flava import (
     FlavaPreTrainedModel,
     FlavaTowerOutput,
 )
+from .processing_flava import FlavaProcessor
 
 __all__ = [
     "FlavaConfig",
@@ -31,11 +33,13 @@ __all__ = [
     "FlavaImageCodebookConfig",
     "FlavaImageCodebookOutput",
     "FlavaImageConfig",
+    "FlavaImageProcessor",
     "FlavaLosses",
     "FlavaModel",
     "FlavaModelOutput",
     "FlavaMultimodalConfig",
     "FlavaPreTrainedModel",
+    "FlavaProcessor",
     "FlavaTextConfig",
     "FlavaTowerOutput",
 ]

@@ -146,6 +146,16 @@ class FlavaForPreTrainingOutput(ModelOutput):
     multimodal_output: FlavaTowerOutput | None = None
     multimodal_masked_output: FlavaTowerOutput | None = None
 
+    @property
+    def vision_model_output(self) -> FlavaTowerOutput | None:
+        """CLIP's name of `image_output`."""
+        return self.image_output
+
+    @property
+    def text_model_output(self) -> FlavaTowerOutput | None:
+        """CLIP's name of `text_output`."""
+        return self.text_output
+
     def to_tuple(self) -> tuple[Any, ...]:
         return _nested_tuple(self)
 
