@@ -110,7 +110,8 @@ class Beit3Embeddings(nn.Module):
         """Positions of the class token and a `height` x `width` patch grid; other grids resize the table bicubically
         (the original conversion rule, beit3.md §3.4)."""
         grid = self.config.grid_size
-        table = self.vision_position_embedding.weight[POSITION_OFFSET:]
+        # through the module's forward (not `.weight`), so that offloading hooks load the table
+        table = self.vision_position_embedding(seq_len=self.config.num_vision_tokens)
         if (height, width) == (grid, grid):
             return table
         return resize_position_table_2d(table, (height, width), old_grid_size=grid, num_prefix_rows=1)
@@ -151,6 +152,28 @@ class Beit3Embeddings(nn.Module):
         if attention_mask is not None:
             embeddings = embeddings * attention_mask.unsqueeze(-1).to(embeddings.dtype)
         return embeddings
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        bool_masked_pos: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        text_position_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, int]:
+        """The joint sequence `[image ; text]` (either may be absent) and the number of vision tokens in it.
+
+        Called as a module (not through `embed_image`/`embed_text`) so that offloading hooks load its parameters.
+        """
+        parts = []
+        if pixel_values is not None:
+            parts.append(self.embed_image(pixel_values, bool_masked_pos, interpolate_pos_encoding))
+        num_vision = parts[0].shape[1] if parts else 0
+        if input_ids is not None:
+            text = self.embed_text(input_ids, attention_mask, text_position_ids)
+            parts.append(text.to(parts[0].dtype) if parts else text)
+        return (torch.cat(parts, dim=1) if len(parts) == 2 else parts[0]), num_vision
 
 
 class Beit3Encoder(nn.Module):
@@ -391,17 +414,12 @@ class Beit3Model(Beit3PreTrainedModel):
         """
         if input_ids is None and pixel_values is None:
             raise ValueError("Beit3Model needs input_ids, pixel_values or both; got neither")
-        parts = []
-        num_vision = 0
         if pixel_values is not None:
             _check_pixel_values(pixel_values, self.config, interpolate_pos_encoding)
-            parts.append(self.embeddings.embed_image(pixel_values, bool_masked_pos, interpolate_pos_encoding))
-            num_vision = parts[0].shape[1]
         elif bool_masked_pos is not None:
             raise ValueError("bool_masked_pos masks image patches: pass pixel_values with it")
         if input_ids is not None:
             _check_text(input_ids, attention_mask, self.config)
-            parts.append(self.embeddings.embed_text(input_ids, attention_mask))
             if pixel_values is not None and input_ids.shape[0] != pixel_values.shape[0]:
                 raise ValueError(
                     f"a joint pass pairs image i with text i: got {pixel_values.shape[0]} images and "
@@ -409,7 +427,9 @@ class Beit3Model(Beit3PreTrainedModel):
                 )
         elif attention_mask is not None:
             raise ValueError("attention_mask is the text padding mask: pass input_ids with it")
-        hidden_states = torch.cat(parts, dim=1) if len(parts) == 2 else parts[0]
+        hidden_states, num_vision = self.embeddings(
+            input_ids, pixel_values, attention_mask, bool_masked_pos, interpolate_pos_encoding
+        )
         # a vision-only sequence is all `vision` experts (split = length), a text-only one all `language` (0)
         split_position = num_vision
         if causal_text:
@@ -742,14 +762,13 @@ class Beit3ForCaptioning(Beit3PreTrainedModel):
         """Run new text tokens (with the image on the first step) against the cache; returns the logits of the new
         text tokens and the extended caches. The captioning mask restricted to the new queries is applied."""
         backbone = self.beit3
-        embeddings = backbone.embeddings
         positions = torch.arange(position_start, position_start + input_ids.shape[1], device=input_ids.device)
-        hidden = embeddings.embed_text(input_ids, position_ids=positions[None])
-        num_vision = 0
-        if pixel_values is not None:
-            image = embeddings.embed_image(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
-            num_vision = image.shape[1]
-            hidden = torch.cat([image, hidden.to(image.dtype)], dim=1)
+        hidden, num_vision = backbone.embeddings(
+            input_ids,
+            pixel_values,
+            interpolate_pos_encoding=interpolate_pos_encoding,
+            text_position_ids=positions[None],
+        )
         cached = 0 if caches is None else caches[0].length
         new_text = input_ids.shape[1]
         if pixel_values is not None:
@@ -796,6 +815,8 @@ class Beit3ForCaptioning(Beit3PreTrainedModel):
     def generate(
         self,
         pixel_values: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
         max_length: int | None = None,
         max_new_tokens: int | None = None,
         num_beams: int = 1,
@@ -803,7 +824,6 @@ class Beit3ForCaptioning(Beit3PreTrainedModel):
         do_sample: bool = False,
         use_cache: bool = True,
         interpolate_pos_encoding: bool = False,
-        **unused: torch.Tensor,
     ) -> torch.LongTensor:
         """Caption images as the original `CaptioningHandler.eval_batch` (beit3.md §2.6).
 
@@ -815,6 +835,9 @@ class Beit3ForCaptioning(Beit3PreTrainedModel):
 
         Args:
             pixel_values: `[batch, 3, size, size]`.
+            input_ids: optional caption prefixes `<s> w1 .. wk` (a trailing `</s>` and padding, per
+                `attention_mask`, are removed); decoding continues them. Default: `<s>` alone, as the original.
+            attention_mask: 1 = token of `input_ids`, 0 = padding.
             max_length: length of the returned rows (the original's `num_max_bpe_tokens`, 32 in its docs); default
                 32, or `max_new_tokens + 3`.
             max_new_tokens: the most words to produce (sets `max_length = max_new_tokens + 3`).
@@ -822,20 +845,30 @@ class Beit3ForCaptioning(Beit3PreTrainedModel):
             length_penalty: exponent of the hypothesis length in its score (0.6 in the original).
             do_sample: only greedy / beam search exist (False).
             use_cache: cached keys and values (True) or full recomputation at every step (same result).
-            unused: `input_ids` / `attention_mask` of a prompt are not supported and must be absent.
         """
         if do_sample:
             raise ValueError("Beit3ForCaptioning.generate decodes by greedy or beam search only: pass do_sample=False")
-        prompt = [name for name, value in unused.items() if value is not None]
-        if prompt:
-            raise ValueError(f"Beit3ForCaptioning.generate takes no prompt; got {', '.join(sorted(prompt))}")
+        if max_new_tokens is not None and max_length is not None:
+            raise ValueError("pass max_length or max_new_tokens, not both")
+        options = {"num_beams": num_beams, "length_penalty": length_penalty, "use_cache": use_cache}
+        options["interpolate_pos_encoding"] = interpolate_pos_encoding
+        prefixes = self._prompt_prefixes(pixel_values, input_ids, attention_mask)
+        if len({prefix.numel() for prefix in prefixes}) > 1:  # prompts of different lengths: one example at a time
+            if max_length is None:
+                max_length = max(prefix.numel() for prefix in prefixes) + (max_new_tokens or 29) + 2
+            rows = [
+                self.generate(pixel_values[i : i + 1], prefix[None], max_length=max_length, **options)
+                for i, prefix in enumerate(prefixes)
+            ]
+            return torch.cat(rows, dim=0)
+        prefix = torch.stack(prefixes)
         if max_new_tokens is not None:
-            if max_length is not None:
-                raise ValueError("pass max_length or max_new_tokens, not both")
-            max_length = max_new_tokens + 3
+            max_length = prefix.shape[1] + max_new_tokens + 2
         max_length = 32 if max_length is None else max_length
-        if max_length < 3:
-            raise ValueError(f"max_length must be at least 3 (<s>, one word slot, </s>); got {max_length}")
+        if max_length < prefix.shape[1] + 2:
+            raise ValueError(
+                f"max_length must be at least {prefix.shape[1] + 2} (the prefix, one word slot and </s>); got {max_length}"
+            )
         if max_length - 1 > self.config.max_text_length:
             raise ValueError(
                 f"max_length {max_length} exceeds the text position table ({self.config.max_text_length})"
@@ -848,7 +881,7 @@ class Beit3ForCaptioning(Beit3PreTrainedModel):
         vocab = config.vocab_size
         rows = batch * num_beams
         images = pixel_values.repeat_interleave(num_beams, dim=0)
-        sequences = torch.full((rows, 1), config.bos_token_id, dtype=torch.long, device=device)
+        sequences = prefix.to(device).repeat_interleave(num_beams, dim=0)
         beam_scores = torch.zeros(batch, num_beams, device=device)
         beam_scores[:, 1:] = -1e9
         beam_scores = beam_scores.view(-1)
@@ -856,7 +889,7 @@ class Beit3ForCaptioning(Beit3PreTrainedModel):
         worst = [1e9] * batch
         done = [False] * batch
         caches = None
-        length = 2  # `<s>` and the `<mask>` slot
+        length = sequences.shape[1] + 1  # the prefix and the `<mask>` slot
         while length < max_length:
             logits, caches = self._next_token_logits(images, sequences, caches, use_cache, interpolate_pos_encoding)
             scores = F.log_softmax(logits.float(), dim=-1) + beam_scores[:, None]
@@ -899,6 +932,31 @@ class Beit3ForCaptioning(Beit3PreTrainedModel):
             output[example, : best.numel()] = best
             output[example, best.numel()] = config.eos_token_id
         return output
+
+    def _prompt_prefixes(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None
+    ) -> list[torch.Tensor]:
+        """One prefix per image: `<s>` alone, or the rows of `input_ids` without padding and a trailing `</s>`."""
+        config = self.config
+        if not isinstance(pixel_values, torch.Tensor) or pixel_values.dim() != 4:
+            raise ValueError("pixel_values must have shape [batch, 3, size, size]")
+        batch = pixel_values.shape[0]
+        if input_ids is None:
+            if attention_mask is not None:
+                raise ValueError("attention_mask given without input_ids")
+            return [torch.tensor([config.bos_token_id], device=pixel_values.device)] * batch
+        _check_text(input_ids, attention_mask, config)
+        if input_ids.shape[0] != batch:
+            raise ValueError(f"got {batch} images but {input_ids.shape[0]} prompts in input_ids")
+        prefixes = []
+        for row in range(batch):
+            ids = input_ids[row] if attention_mask is None else input_ids[row][attention_mask[row].bool()]
+            if ids.numel() > 1 and int(ids[-1]) == config.eos_token_id:
+                ids = ids[:-1]
+            if ids.numel() == 0 or int(ids[0]) != config.bos_token_id:
+                raise ValueError(f"each prompt in input_ids must start with <s> (id {config.bos_token_id})")
+            prefixes.append(ids)
+        return prefixes
 
     @staticmethod
     def _add_hypothesis(

@@ -1,0 +1,83 @@
+"""BEiT-3's registry record: heads, processors, converter and what the common harness may assume."""
+
+from typing import Any
+
+from transformers import PreTrainedConfig
+
+from ...registry import Family
+
+
+def _beit3_converter() -> Any:
+    from .conversion_beit3 import Beit3Converter
+
+    return Beit3Converter()
+
+
+def _beit3_processor(config: PreTrainedConfig, sentencepiece_model: str | None = None) -> Any:
+    from .processing_beit3 import Beit3Processor
+
+    return Beit3Processor.from_model_config(config, sentencepiece_model)
+
+
+def build_family() -> Family:
+    """The BEiT-3 record of `vlzoo.registry`."""
+    from .configuration_beit3 import Beit3Config
+    from .image_processing_beit3 import Beit3ImageProcessor
+    from .modeling_beit3 import (
+        Beit3ForCaptioning,
+        Beit3ForImageClassification,
+        Beit3ForImageTextRetrieval,
+        Beit3ForQuestionAnswering,
+        Beit3ForVisualReasoning,
+        Beit3Model,
+    )
+    from .processing_beit3 import Beit3Processor
+    from .tokenization_beit3 import Beit3Tokenizer
+
+    return Family(
+        key="beit3",
+        name="BEiT-3",
+        config_class=Beit3Config,
+        heads={
+            "contrastive": Beit3ForImageTextRetrieval,
+            "vqa": Beit3ForQuestionAnswering,
+            "captioning": Beit3ForCaptioning,
+            "visual-reasoning": Beit3ForVisualReasoning,
+            "image-classification": Beit3ForImageClassification,
+        },
+        auto_models={
+            "AutoModel": Beit3Model,
+            "AutoModelForZeroShotImageClassification": Beit3ForImageTextRetrieval,
+            "AutoModelForImageClassification": Beit3ForImageClassification,
+        },
+        image_processor_class=Beit3ImageProcessor,
+        tokenizer_class=Beit3Tokenizer,
+        processor_class=Beit3Processor,
+        pipelines=(
+            "zero-shot-image-classification",
+            "image-feature-extraction",
+            "image-text-retrieval",
+            "vlzoo-visual-question-answering",
+            "image-classification",
+        ),
+        exports=(
+            "Beit3Config",
+            "Beit3ForCaptioning",
+            "Beit3ForImageClassification",
+            "Beit3ForImageTextRetrieval",
+            "Beit3ForQuestionAnswering",
+            "Beit3ForVisualReasoning",
+            "Beit3ImageProcessor",
+            "Beit3Model",
+            "Beit3Processor",
+            "Beit3Tokenizer",
+        ),
+        capabilities=frozenset({"dual_encoder", "fusion_encoder", "generation"}),
+        converter=_beit3_converter,
+        # the multiway experts are Linear leaves: `q_proj.vision`, `q_proj.language`, ...
+        lora_target_modules=("q_proj.vision", "q_proj.language", "v_proj.vision", "v_proj.language"),
+        default_preset="base",
+        presets={"base": 222_167_041, "large": 674_799_617},
+        config_builder=Beit3Config.from_preset,
+        processor_builder=_beit3_processor,
+    )
