@@ -308,6 +308,7 @@ _BUILTIN_FAMILIES: dict[str, str] = {
     "ms_clip": "vlzoo.models.ms_clip.family",
     "flava": "vlzoo.models.flava.family",
     "meter": "vlzoo.models.meter.family",
+    "beit3": "vlzoo.models.beit3.family",
 }
 _FAMILIES: dict[str, Family] = {}  # every registered family, in registration order
 # The public names `vlzoo` defines itself (the families' `exports` follow them in `vlzoo.__all__`).
