@@ -108,15 +108,19 @@ def detect_head(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 
 def _sacred_config(original_config: Mapping[str, Any] | None, extra: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The original sacred config: `--original-config` (its `sacred_config`, or the dict itself), else the one the
-    Lightning file stores in `hyper_parameters.config`; empty when neither exists."""
-    if isinstance(original_config, Mapping):
-        inner = original_config.get("sacred_config", original_config)
-        if isinstance(inner, Mapping):
-            return inner
+    """The original sacred config: the one the Lightning file stores in `hyper_parameters.config`, updated by
+    `--original-config` (its `sacred_config` entry, or the dict itself when it is a flat sacred config)."""
     stored = extra.get("hyper_parameters") if isinstance(extra, Mapping) else None
     stored = stored.get("config") if isinstance(stored, Mapping) else None
-    return stored if isinstance(stored, Mapping) else {}
+    merged = dict(stored) if isinstance(stored, Mapping) else {}
+    if isinstance(original_config, Mapping):
+        given = original_config.get("sacred_config")
+        if given is None and ("num_heads" in original_config or "loss_names" in original_config):
+            given = original_config
+        if given is not None and not isinstance(given, Mapping):
+            raise MeterConversionError(f"original_config sacred_config must be an object, got {printable_repr(given)}")
+        merged.update(given or {})
+    return merged
 
 
 def _int_field(config: Mapping[str, Any], name: str, source: str) -> int | None:
