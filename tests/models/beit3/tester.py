@@ -76,10 +76,10 @@ def image_inputs(config: Beit3Config, batch: int = 3, seed: int = 0, pairs: bool
 
 
 def write_tiny_spm(path: Path) -> Path:
-    """A word-level sentencepiece model for the tiny configs: 3 + 87 pieces, so `<mask>` = 90 = VOCAB_SIZE - 9."""
+    """A word-level sentencepiece model for the tiny configs: 3 + 86 pieces, so `<mask>` = 3 + 86 + 1 = 90 = VOCAB_SIZE - 9."""
     pieces = [("▁" + word, -2.0) for word in WORDS] + [("▁", -3.0)]
     pieces += [(chr(c), -6.0) for c in range(ord("a"), ord("z") + 1)] + [(c, -6.0) for c in "?.,!"]
-    pieces += [(f"piece{i}", -9.0) for i in range(87 - len(pieces))]
+    pieces += [(f"piece{i}", -9.0) for i in range(86 - len(pieces))]
     write_sentencepiece_model(path, pieces)
     return path
 
