@@ -33,7 +33,7 @@ def tiny_config(**overrides) -> Beit3Config:
         num_attention_heads=4,
         intermediate_size=37,
         vocab_size=VOCAB_SIZE,
-        max_position_embeddings=18,
+        max_position_embeddings=34,
         image_size=32,
         patch_size=16,
         mask_token_id=VOCAB_SIZE - 9,
