@@ -1,4 +1,4 @@
-"""The `vlzoo` command: `demo`, `train`, `convert`, `eval`.
+"""The `vlzoo` command: `demo`, `train`, `convert`, `eval`, `publish`.
 
 Expected failures (bad arguments or config values, missing or unusable files, a refused output folder, a broken
 state folder, a diverged run) end with one `error: ...` line on stderr and exit status 1, without a traceback;
@@ -121,6 +121,15 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish(args: argparse.Namespace) -> int:
+    from .hub import publish
+
+    result = publish(args.folder, args.repo_id, private=args.private, remote_code=not args.no_remote_code)
+    code = f", with remote code ({len(result.remote_code.files)} modules)" if result.remote_code else ""
+    print(f"published {len(result.files)} files to {result.url} (commit {result.commit[:12]}){code}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlzoo", description="vision-language model zoo for transformers")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -205,6 +214,24 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--num-test", type=int, default=500)
     evaluate.add_argument("--image-size", type=int, default=64)
     evaluate.set_defaults(handler=_eval)
+
+    publish = commands.add_parser(
+        "publish",
+        help="upload a saved folder to the Hugging Face Hub, with the code that loads it without vlzoo",
+        description="Checks the folder (safetensors weights, config.json, processor files, README.md metadata), "
+        "creates the repository if needed and uploads the folder through huggingface_hub. The model's code and "
+        "auto_map are added to the upload (not to the folder) unless --no-remote-code. The token is HF_TOKEN or "
+        "the one stored by `hf auth login`; HF_ENDPOINT selects another Hub.",
+    )
+    publish.add_argument("folder", type=Path, metavar="DIR", help="a save_pretrained or vlzoo convert folder")
+    publish.add_argument("--repo-id", required=True, metavar="ORG/NAME", help="the Hub repository to upload to")
+    publish.add_argument("--private", action="store_true", help="create the repository as private")
+    publish.add_argument(
+        "--no-remote-code",
+        action="store_true",
+        help="upload the folder as it is (it then loads only where vlzoo is installed)",
+    )
+    publish.set_defaults(handler=_publish)
     return parser
 
 

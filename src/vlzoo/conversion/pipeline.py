@@ -166,6 +166,7 @@ def convert_checkpoint(
     verify_against: str | Path | None = None,
     overwrite: bool = False,
     atol: float = 1e-4,
+    remote_code: bool = False,
 ) -> ConversionResult:
     """Convert an original checkpoint into a ``save_pretrained`` folder, or fail without writing anything.
 
@@ -175,7 +176,7 @@ def convert_checkpoint(
     resizing of ``position_tables`` stored at another grid -> strict load into a fresh model
     (missing/unexpected/misshaped keys are an error) -> ``eval()`` -> optional parity against an io.safetensors file
     with eager attention (a failure aborts) -> atomic write of the model (safetensors), the processor,
-    ``parity.json`` and ``conversion_report.txt``.
+    ``parity.json``, ``conversion_report.txt`` and, with ``remote_code``, the code that loads it without vlzoo.
 
     Args:
         converter: the family's :class:`FamilyConverter`.
@@ -187,6 +188,9 @@ def convert_checkpoint(
         overwrite: replace an ``output_dir`` that vlzoo wrote and that holds nothing else, once the new folder is
             complete; other folders are refused, and the inputs must lie outside ``output_dir``.
         atol: parity tolerance (max absolute difference).
+        remote_code: also write the family's code and ``auto_map`` (:func:`vlzoo.hub.add_remote_code`), so the
+            folder loads with ``trust_remote_code=True`` where vlzoo is not installed; if that fails, nothing is
+            written.
 
     Raises:
         ConversionError: wrong family, leftover/missing/unexpected/misshaped keys; ``ParityError`` on parity failure.
@@ -261,6 +265,10 @@ def convert_checkpoint(
         (temporary / "conversion_report.txt").write_text(
             _conversion_report(converter, Path(checkpoint), variant, loaded, mapping_report, parity_report, resized)
         )
+        if remote_code:
+            from vlzoo.hub.remote_code import add_remote_code
+
+            add_remote_code(temporary, model=model, processor=processor)
     logger.info(f"Wrote the converted {converter.family} model to {output_dir}")
     return ConversionResult(
         output_dir=Path(output_dir),
@@ -506,6 +514,12 @@ def add_common_cli_arguments(
         help="replace an --output-dir that vlzoo wrote and that holds nothing else, once the new one is complete",
     )
     parser.add_argument("--atol", type=float, default=1e-4, help="parity tolerance, max absolute difference")
+    parser.add_argument(
+        "--remote-code",
+        action="store_true",
+        help="also write the model's code and auto_map, so the folder loads with trust_remote_code=True where vlzoo "
+        "is not installed (vlzoo publish adds it by default)",
+    )
     return parser
 
 
@@ -521,6 +535,7 @@ def run_from_args(converter: FamilyConverter, args: argparse.Namespace) -> int:
             verify_against=args.verify_against,
             overwrite=args.overwrite,
             atol=args.atol,
+            remote_code=getattr(args, "remote_code", False),
         )
     except (ValueError, TypeError, OSError, StrictDataclassError) as error:
         # Expected failures (ConversionError, hostile or damaged files, bad arguments) are reported as one message
