@@ -111,9 +111,9 @@ def num_layers(model_class: type, config: FlavaConfig) -> dict[str, int]:
 
 
 def tiny_processor():
-    from vlzoo.models.flava.processing_flava import FlavaProcessor
+    from vlzoo.models.flava.processing_flava import VlzooFlavaProcessor
 
-    return FlavaProcessor.from_model_config(tiny_config())
+    return VlzooFlavaProcessor.from_model_config(tiny_config())
 
 
 def processor_sample() -> dict:
@@ -179,6 +179,9 @@ class FlavaTester(FamilyTester):
                     "flava.text_projection.": "contrastive projections are not used by the head",
                     "flava.logit_scale": "contrastive only",
                     "flava.multimodal_model.pooler.": "the head pools on its own",
+                    "flava.image_model.layernorm.": "the multimodal encoder reads the states before the final LN",
+                    "flava.text_model.layernorm.": "the multimodal encoder reads the states before the final LN",
+                    "flava.image_model.embeddings.mask_token": "only patches masked with bool_masked_pos read it",
                 }
             )
         return unused

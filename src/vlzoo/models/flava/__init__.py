@@ -7,7 +7,7 @@ from .configuration_flava import (
     FlavaMultimodalConfig,
     FlavaTextConfig,
 )
-from .image_processing_flava import FlavaImageProcessor
+from .image_processing_flava import VlzooFlavaImageProcessor
 from .modeling_flava import (
     FlavaForImageTextMatching,
     FlavaForPreTraining,
@@ -21,7 +21,7 @@ from .modeling_flava import (
     FlavaPreTrainedModel,
     FlavaTowerOutput,
 )
-from .processing_flava import FlavaProcessor
+from .processing_flava import VlzooFlavaProcessor
 
 __all__ = [
     "FlavaConfig",
@@ -33,13 +33,13 @@ __all__ = [
     "FlavaImageCodebookConfig",
     "FlavaImageCodebookOutput",
     "FlavaImageConfig",
-    "FlavaImageProcessor",
+    "VlzooFlavaImageProcessor",
     "FlavaLosses",
     "FlavaModel",
     "FlavaModelOutput",
     "FlavaMultimodalConfig",
     "FlavaPreTrainedModel",
-    "FlavaProcessor",
+    "VlzooFlavaProcessor",
     "FlavaTextConfig",
     "FlavaTowerOutput",
 ]

@@ -625,9 +625,9 @@ class FlavaConverter(FamilyConverter):
     def build_processor(self, config: FlavaConfig):
         if self._layout and self._layout[1] == "codebook":
             return None
-        from .processing_flava import FlavaProcessor
+        from .processing_flava import VlzooFlavaProcessor
 
-        return FlavaProcessor.from_model_config(config)
+        return VlzooFlavaProcessor.from_model_config(config)
 
     def parity_outputs(self, model: PreTrainedModel, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return parity_outputs(model, inputs)

@@ -26,14 +26,14 @@ def build_family() -> Family:
         FlavaMultimodalConfig,
         FlavaTextConfig,
     )
-    from .image_processing_flava import FlavaImageProcessor
+    from .image_processing_flava import VlzooFlavaImageProcessor
     from .modeling_flava import (
         FlavaForImageTextMatching,
         FlavaForPreTraining,
         FlavaForSequenceClassification,
         FlavaModel,
     )
-    from .processing_flava import FlavaProcessor
+    from .processing_flava import VlzooFlavaProcessor
 
     return Family(
         key="flava",
@@ -52,8 +52,8 @@ def build_family() -> Family:
             "AutoModelForPreTraining": FlavaForPreTraining,
             "AutoModelForSequenceClassification": FlavaForSequenceClassification,
         },
-        image_processor_class=FlavaImageProcessor,
-        processor_class=FlavaProcessor,
+        image_processor_class=VlzooFlavaImageProcessor,
+        processor_class=VlzooFlavaProcessor,
         objectives={"pretraining": _pretraining_objective},
         pipelines=(
             "zero-shot-image-classification",
@@ -68,9 +68,9 @@ def build_family() -> Family:
             "FlavaForPreTraining",
             "FlavaForSequenceClassification",
             "FlavaImageCodebook",
-            "FlavaImageProcessor",
+            "VlzooFlavaImageProcessor",
             "FlavaModel",
-            "FlavaProcessor",
+            "VlzooFlavaProcessor",
         ),
         capabilities=frozenset({"dual_encoder", "fusion_encoder"}),
         converter=_flava_converter,
@@ -78,5 +78,5 @@ def build_family() -> Family:
         default_preset="flava-full",
         presets={"flava-full": 241_356_289},
         config_builder=FlavaConfig.from_preset,
-        processor_builder=FlavaProcessor.from_model_config,
+        processor_builder=VlzooFlavaProcessor.from_model_config,
     )

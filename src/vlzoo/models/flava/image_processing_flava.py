@@ -13,14 +13,14 @@ from transformers.processing_utils import ImagesKwargs
 from vlzoo.processing.image_processor import VlzooImageProcessor
 from vlzoo.processing.image_transforms import resize_to, to_pixel_array
 
-__all__ = ["FlavaImageProcessor", "FlavaImagesKwargs", "block_mask", "map_pixels"]
+__all__ = ["VlzooFlavaImageProcessor", "FlavaImagesKwargs", "block_mask", "map_pixels"]
 
 # DALL-E's logit-Laplace epsilon: codebook inputs live in [eps, 1 - eps]
 LOGIT_LAPLACE_EPS = 0.1
 
 
 class FlavaImagesKwargs(ImagesKwargs, total=False):
-    """transformers' `FlavaImageProcessor` option names for the codebook pixels and the patch mask.
+    """transformers' `VlzooFlavaImageProcessor` option names for the codebook pixels and the patch mask.
 
     return_codebook_pixels (`bool`): also return `codebook_pixel_values` (the encoder image resized again to
         `codebook_size` with `codebook_resample`, scaled to [0, 1], then `map_pixels`).
@@ -128,7 +128,7 @@ def _hw(size: Any, name: str) -> tuple[int, int]:
     return height, width
 
 
-class FlavaImageProcessor(VlzooImageProcessor):
+class VlzooFlavaImageProcessor(VlzooImageProcessor):
     """FLAVA's evaluation transform (torchmultimodal `FLAVAImageTransform(is_train=False)`, flava.md §6).
 
     RGB conversion (alpha dropped), resize to exactly 224x224 with PIL bicubic (aspect not kept, no crop), `/ 255`,

@@ -344,9 +344,9 @@ class FlavaTextEmbeddings(nn.Module):
             position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)[None]
         embeddings = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)
         if token_type_ids is None:
-            embeddings = embeddings + self.token_type_embeddings.weight[0]
-        else:
-            embeddings = embeddings + self.token_type_embeddings(token_type_ids)
+            token_type_ids = torch.zeros_like(input_ids)
+        # called as a module (not `.weight[0]`), so that offloading hooks load the table
+        embeddings = embeddings + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.LayerNorm(embeddings))
 
 
@@ -748,6 +748,9 @@ class FlavaModel(FlavaPreTrainedModel):
     def __init__(self, config: FlavaConfig):
         super().__init__(config)
         image, text, multimodal = config.image_config, config.text_config, config.multimodal_config
+        # registered first: device maps fill in registration order, and a root parameter must not be offloaded to
+        # disk (no module hook would load it)
+        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
         self.image_model = FlavaImageTransformer(image)
         self.text_model = FlavaTextTransformer(text)
         self.multimodal_model = FlavaMultimodalTransformer(multimodal)
@@ -755,7 +758,6 @@ class FlavaModel(FlavaPreTrainedModel):
         self.text_projection = nn.Linear(text.hidden_size, config.projection_dim)
         self.image_to_mm_projection = nn.Linear(image.hidden_size, multimodal.hidden_size)
         self.text_to_mm_projection = nn.Linear(text.hidden_size, multimodal.hidden_size)
-        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -890,8 +892,8 @@ class FlavaModel(FlavaPreTrainedModel):
         """Encode images and/or texts, score them against each other and fuse pairs.
 
         Args:
-            input_ids (`[n_texts, seq]`): WordPiece ids from [`FlavaProcessor`].
-            pixel_values (`[n_images, 3, size, size]`): images from [`FlavaImageProcessor`].
+            input_ids (`[n_texts, seq]`): WordPiece ids from [`VlzooFlavaProcessor`].
+            pixel_values (`[n_images, 3, size, size]`): images from [`VlzooFlavaImageProcessor`].
             attention_mask (`[n_texts, seq]`): 1 = token, 0 = padding; default `input_ids != pad_token_id`.
             token_type_ids (`[n_texts, seq]`), position_ids (`[n_texts or 1, seq]`): BERT's, default 0 and 0..seq-1.
             bool_masked_pos (`[n_images, num_patches]`): patches replaced by the mask token (1 = masked).

