@@ -309,6 +309,8 @@ _BUILTIN_FAMILIES: dict[str, str] = {
     "flava": "vlzoo.models.flava.family",
     "meter": "vlzoo.models.meter.family",
     "beit3": "vlzoo.models.beit3.family",
+    "transvg": "vlzoo.models.transvg.family",
+    "transvg_pp": "vlzoo.models.transvg_pp.family",
 }
 _FAMILIES: dict[str, Family] = {}  # every registered family, in registration order
 # The public names `vlzoo` defines itself (the families' `exports` follow them in `vlzoo.__all__`).

@@ -93,7 +93,7 @@ class TransvgConfig(PreTrainedConfig):
         visual_encoder_config (`dict` or `TransvgEncoderConfig`): the DETR encoder (`args.enc_layers` layers when
             `args.detr_enc_num > 0`, else 0).
         text_config (`dict` or `BertConfig`): the BERT language model (bert-base-uncased in the released models).
-        fusion_config (`dict` or `TransvgEncoderConfig`): the visual-linguistic encoder.
+        fusion_encoder_config (`dict` or `TransvgEncoderConfig`): the visual-linguistic encoder.
         image_size (`int`): the square canvas the processor letterboxes to (`args.imsize`, 640).
         max_query_length (`int`): text positions of the fusion sequence, [CLS] and [SEP] included
             (`args.max_query_len`: 20, 40 for RefCOCOg). Shorter inputs are padded inside the model.
@@ -108,13 +108,13 @@ class TransvgConfig(PreTrainedConfig):
         "backbone_config": ResNetConfig,
         "visual_encoder_config": TransvgEncoderConfig,
         "text_config": BertConfig,
-        "fusion_config": TransvgEncoderConfig,
+        "fusion_encoder_config": TransvgEncoderConfig,
     }
 
     backbone_config: dict | ResNetConfig | None = None
     visual_encoder_config: dict | TransvgEncoderConfig | None = None
     text_config: dict | BertConfig | None = None
-    fusion_config: dict | TransvgEncoderConfig | None = None
+    fusion_encoder_config: dict | TransvgEncoderConfig | None = None
     image_size: int = 640
     max_query_length: int = 20
     text_feature_layer: int | None = None

@@ -15,7 +15,7 @@ from vlzoo.layers.box_ops import convert_boxes
 
 from .configuration_transvg import BACKBONE_STRIDE, PRESETS, TransvgConfig
 from .modeling_transvg import TransvgForVisualGrounding, grounding_loss
-from .processing_transvg import BERT_UNCASED_VOCAB_SIZE, TransvgProcessor
+from .processing_transvg import TransvgProcessor
 
 logger = logging.get_logger(__name__)
 
@@ -66,7 +66,7 @@ def _arg(args: Mapping[str, Any], name: str, kind: type, default: Any = None) ->
     return value
 
 
-def _training_args(extra: Mapping[str, Any], original_config: Mapping[str, Any] | None) -> dict[str, Any]:
+def training_args(extra: Mapping[str, Any], original_config: Mapping[str, Any] | None) -> dict[str, Any]:
     """The stored `args` (the Namespace as a dict), updated by an `args` object of the original config."""
     args: dict[str, Any] = {}
     stored = extra.get("args")
@@ -144,7 +144,7 @@ def infer_config(
     if original_config is not None and not isinstance(original_config, Mapping):
         raise TransvgConversionError(f"original_config must be a mapping, got {type(original_config).__name__}")
     sd = state_dict
-    args = _training_args(extra, original_config)
+    args = training_args(extra, original_config)
     if variant is not None and not args:
         args = {"imsize": 640, "nheads": 8, "vl_nheads": 8, "bert_enc_num": 12, "dropout": 0.1, "vl_dropout": 0.1}
     if _arg(args, "dilation", bool, False):
@@ -241,7 +241,7 @@ def infer_config(
             "layer_norm_eps": 1e-12,
             "hidden_act": "gelu",
         },
-        fusion_config=fusion,
+        fusion_encoder_config=fusion,
         image_size=image_size,
         max_query_length=max_query_length,
         text_feature_layer=None if bert_enc_num == len(bert_layers) else max(bert_enc_num, 0),
@@ -346,11 +346,11 @@ def parity_outputs(model: TransvgForVisualGrounding, inputs: Mapping[str, torch.
         "reg_token_output": out.last_hidden_state[:, 0],
         "pred_boxes": out.pred_boxes,
     }
-    outputs.update(_loss_and_accuracy(out, inputs))
+    outputs.update(loss_and_accuracy(out, inputs))
     return outputs
 
 
-def _loss_and_accuracy(out: Any, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def loss_and_accuracy(out: Any, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """`loss_bbox`, `loss_giou` (the model's loss is their sum), `iou` and `accu` as TransVG's evaluation computes."""
     targets = inputs.get("target_boxes")
     if targets is None:
@@ -388,19 +388,20 @@ class TransvgConverter(FamilyConverter):
     def build_model(self, config: TransvgConfig) -> PreTrainedModel:
         return TransvgForVisualGrounding(config)
 
-    def build_processor(self, config: TransvgConfig) -> TransvgProcessor | None:
-        """The test transform and the uncased tokenizer; none for a vocabulary other than BERT's 30522 ids (the tiny
-        fixtures), which no real tokenizer fits."""
-        if config.text_config.vocab_size != BERT_UNCASED_VOCAB_SIZE:
-            logger.warning(
-                f"no processor saved: the BERT vocabulary has {config.text_config.vocab_size} ids, not the "
-                f"{BERT_UNCASED_VOCAB_SIZE} of bert-base-uncased"
-            )
-            return None
+    def build_processor(self, config) -> TransvgProcessor:
         return TransvgProcessor.from_model_config(config)
 
     def parity_outputs(self, model: PreTrainedModel, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return parity_outputs(model, inputs)
 
 
-__all__ = ["TransvgConversionError", "TransvgConverter", "infer_config", "key_map", "parity_outputs", "transforms"]
+__all__ = [
+    "TransvgConversionError",
+    "TransvgConverter",
+    "infer_config",
+    "key_map",
+    "loss_and_accuracy",
+    "parity_outputs",
+    "training_args",
+    "transforms",
+]

@@ -84,13 +84,42 @@ class TransvgPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = False
     _supports_flex_attn = False
 
+    def set_attn_implementation(self, attn_implementation: str | dict, allow_all_kernels: bool = False) -> None:
+        """As transformers', plus: the ResNet backbone (no attention) stays eager, and the two DETR-layer configs (no
+        sub-model of their own, so transformers would only warn) follow the model's implementation."""
+        if isinstance(attn_implementation, str):
+            attn_implementation = {
+                "": attn_implementation,
+                "text_config": attn_implementation,
+                "backbone_config": "eager",
+            }
+        super().set_attn_implementation(attn_implementation, allow_all_kernels=allow_all_kernels)
+        self._share_attn_implementation()
+
+    def _share_attn_implementation(self) -> None:
+        for config in (self.config.visual_encoder_config, self.config.fusion_encoder_config):
+            config._attn_implementation_internal = self.config._attn_implementation
+
     def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(module)
-        if isinstance(module, DetrFrozenBatchNorm2d):
+        """transformers' defaults, except where the original differs: Xavier-uniform weights and zero biases in the
+        DETR and fusion layers and the box MLP (DETR's `_reset_parameters`), N(0, 1) [REG] token and fusion
+        positions (`nn.Embedding`'s default). Frozen BatchNorms start as the identity."""
+        if isinstance(module, nn.Linear) and id(module) in self._xavier_linears():
+            init.xavier_uniform_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding) and module in (self.reg_token, self.fusion_position_embeddings):
+            init.normal_(module.weight, std=1.0)
+        elif isinstance(module, DetrFrozenBatchNorm2d):
             init.ones_(module.weight)
             init.zeros_(module.bias)
             init.zeros_(module.running_mean)
             init.ones_(module.running_var)
+        else:
+            super()._init_weights(module)
+
+    def _xavier_linears(self) -> set[int]:
+        blocks = (self.visual_encoder, self.fusion_encoder, self.bbox_head)
+        return {id(m) for block in blocks if block is not None for m in block.modules() if isinstance(m, nn.Linear)}
 
 
 class TransvgForVisualGrounding(TransvgPreTrainedModel):
@@ -109,7 +138,7 @@ class TransvgForVisualGrounding(TransvgPreTrainedModel):
         ...     visual_encoder_config={"d_model": 32, "encoder_layers": 1, "encoder_attention_heads": 2, "encoder_ffn_dim": 64},
         ...     text_config={"vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
         ...                  "intermediate_size": 37},
-        ...     fusion_config={"d_model": 32, "encoder_layers": 1, "encoder_attention_heads": 2, "encoder_ffn_dim": 64},
+        ...     fusion_encoder_config={"d_model": 32, "encoder_layers": 1, "encoder_attention_heads": 2, "encoder_ffn_dim": 64},
         ...     image_size=64, max_query_length=8)
         >>> model = TransvgForVisualGrounding(config).eval()
         >>> out = model(pixel_values=torch.randn(1, 3, 64, 64), input_ids=torch.tensor([[101, 7, 8, 102]]))
@@ -125,7 +154,7 @@ class TransvgForVisualGrounding(TransvgPreTrainedModel):
     def __init__(self, config: TransvgConfig):
         super().__init__(config)
         config.validate_architecture()
-        visual, fusion = config.visual_encoder_config, config.fusion_config
+        visual, fusion = config.visual_encoder_config, config.fusion_encoder_config
         # visual branch (DETR without decoder): backbone, sine positions, input projection and encoder
         self.backbone = DetrConvEncoder(config)
         channels = self.backbone.intermediate_channel_sizes[-1]
@@ -147,6 +176,7 @@ class TransvgForVisualGrounding(TransvgPreTrainedModel):
         self.fusion_position_embeddings = nn.Embedding(config.fusion_sequence_length, fusion.d_model)
         self.fusion_encoder = TransvgEncoder(fusion, TransvgFusionLayer)
         self.bbox_head = BoxHead(fusion.d_model, fusion.d_model)
+        self._share_attn_implementation()
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -191,7 +221,8 @@ class TransvgForVisualGrounding(TransvgPreTrainedModel):
             text = nn.functional.pad(text, (0, 0, 0, missing))
             attention_mask = nn.functional.pad(attention_mask, (0, missing))
         visual_tokens = self.visual_projection(visual.visual_features)
-        reg = self.reg_token.weight[None].expand(batch, -1, -1)
+        # through the embedding modules (not `.weight`), so that offloading hooks can supply the weights
+        reg = self.reg_token(attention_mask.new_zeros(batch, 1))
         sequence = torch.cat([reg, text, visual_tokens], dim=1)
         mask = torch.cat([attention_mask.new_ones(batch, 1), attention_mask.long(), visual.visual_mask], dim=1)
         if sequence.shape[1] != self.config.fusion_sequence_length:
@@ -217,14 +248,15 @@ class TransvgForVisualGrounding(TransvgPreTrainedModel):
         labels (`torch.FloatTensor` of shape `(batch_size, 4)`, *optional*):
             Target boxes, normalised (cx, cy, w, h) on the padded canvas (`TransvgProcessor.transform_boxes`).
         """
+        _check_kwargs(kwargs, type(self).__name__)
         if pixel_values is None or input_ids is None:
             raise ValueError("TransvgForVisualGrounding needs both pixel_values and input_ids")
         attention_mask = _check_text(input_ids, attention_mask, pixel_values.shape[0], self.config.max_query_length)
         visual = self.encode_image(pixel_values, pixel_mask)
         text_features = self.encode_text(input_ids, attention_mask)
         sequence, mask = self.fusion_inputs(visual, text_features, attention_mask)
-        positions = self.fusion_position_embeddings.weight[None]
-        hidden_states = self.fusion_encoder(sequence, mask, positions, **kwargs)
+        positions = self.fusion_position_embeddings(torch.arange(sequence.shape[1], device=sequence.device))[None]
+        hidden_states = self.fusion_encoder(sequence, mask, positions)
         pred_boxes = self.bbox_head(hidden_states[:, 0])
         loss = None
         if labels is not None:
@@ -254,6 +286,19 @@ def grounding_loss(
             f"{labels.tolist()}"
         )
     return box_regression_loss(pred_boxes, labels, l1_weight=l1_weight, giou_weight=giou_weight, box_format="cxcywh")
+
+
+# recorded by `capture_outputs` (which reads them from the call's keyword arguments); nothing else is accepted
+_OUTPUT_FLAGS = ("output_attentions", "output_hidden_states")
+
+
+def _check_kwargs(kwargs: dict, model_name: str) -> None:
+    unexpected = sorted(set(kwargs) - set(_OUTPUT_FLAGS))
+    if unexpected:
+        raise TypeError(
+            f"{model_name}.forward() got unexpected keyword arguments {unexpected}; it takes pixel_values, pixel_mask, "
+            f"input_ids, attention_mask, labels, {', '.join(_OUTPUT_FLAGS)} and return_dict"
+        )
 
 
 def _check_pixels(pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None, image_size: int) -> None:

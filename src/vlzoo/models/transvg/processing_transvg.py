@@ -31,9 +31,23 @@ def bert_uncased_vocab_file() -> Path:
     return path
 
 
-def bert_uncased_tokenizer(max_length: int) -> BertTokenizer:
-    """transformers' BERT uncased WordPiece tokenizer on the standard vocabulary, truncating/padding to `max_length`."""
+# [PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102, [MASK] 103: a vocabulary must reach [MASK]
+_SPECIAL_TOKENS_END = 104
+
+
+def bert_uncased_tokenizer(max_length: int, vocab_size: int | None = None) -> BertTokenizer:
+    """transformers' BERT uncased WordPiece tokenizer on the standard vocabulary, truncating/padding to `max_length`.
+
+    `vocab_size` below 30522 keeps only the first entries (for tiny test models: the special tokens are there, most
+    words become [UNK]).
+    """
     lines = bert_uncased_vocab_file().read_text(encoding="utf-8").splitlines()
+    if vocab_size is not None:
+        if not _SPECIAL_TOKENS_END <= vocab_size <= len(lines):
+            raise ValueError(
+                f"vocab_size must be between {_SPECIAL_TOKENS_END} (the special tokens) and {len(lines)}, got {vocab_size}"
+            )
+        lines = lines[:vocab_size]
     vocab = {token: index for index, token in enumerate(lines)}
     return BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=max_length)
 
@@ -61,16 +75,22 @@ class TransvgProcessor(ProcessorMixin):
     def from_model_config(cls, config: PreTrainedConfig) -> "TransvgProcessor":
         """The test transform at `config.image_size` and the uncased vocabulary padded to `max_query_length`.
 
-        The model's vocabulary must hold the 30522 WordPiece ids (smaller tiny test vocabularies cannot read them).
+        A smaller vocabulary (tiny test models) gets the first `vocab_size` entries, with a warning: most words are
+        then [UNK]. A larger one is refused (its extra ids have no word pieces).
         """
         vocab_size = config.get_text_config().vocab_size
-        if vocab_size < BERT_UNCASED_VOCAB_SIZE:
+        if vocab_size > BERT_UNCASED_VOCAB_SIZE:
             raise ValueError(
-                f"text_config.vocab_size is {vocab_size}, smaller than the {BERT_UNCASED_VOCAB_SIZE} ids of the "
-                "uncased BERT vocabulary the processor produces; give the model the full vocabulary"
+                f"text_config.vocab_size is {vocab_size}; the uncased BERT vocabulary has {BERT_UNCASED_VOCAB_SIZE} ids"
+            )
+        if vocab_size < BERT_UNCASED_VOCAB_SIZE:
+            logger.warning(
+                f"text_config.vocab_size is {vocab_size}: the tokenizer keeps the first {vocab_size} entries of the "
+                f"{BERT_UNCASED_VOCAB_SIZE}-entry uncased vocabulary, so most words become [UNK]"
             )
         image_processor = TransvgImageProcessor(size={"longest_edge": config.image_size})
-        return cls(image_processor=image_processor, tokenizer=bert_uncased_tokenizer(config.max_query_length))
+        tokenizer = bert_uncased_tokenizer(config.max_query_length, vocab_size=vocab_size)
+        return cls(image_processor=image_processor, tokenizer=tokenizer)
 
     @property
     def max_query_length(self) -> int:

@@ -11,8 +11,8 @@ from transformers.utils import logging
 
 from vlzoo.conversion import ConversionError, FamilyConverter, KeyMap, Transform
 from vlzoo.conversion.escaping import printable_repr
-from vlzoo.models.transvg.conversion_transvg import _loss_and_accuracy, _training_args
-from vlzoo.models.transvg.processing_transvg import BERT_UNCASED_VOCAB_SIZE, TransvgProcessor
+from vlzoo.models.transvg.conversion_transvg import loss_and_accuracy, training_args
+from vlzoo.models.transvg.processing_transvg import TransvgProcessor
 
 from .configuration_transvg_pp import _VIT, PRESETS, TransvgPlusPlusConfig
 from .modeling_transvg_pp import TransvgPlusPlusForVisualGrounding
@@ -83,7 +83,7 @@ def infer_config(
     base 12) when the width is that model's, else width / 64; BERT's from `bert_config`, else width / 64.
     """
     sd = state_dict
-    args = _training_args(extra, original_config)
+    args = training_args(extra, original_config)
     for name, supported in (("reg_out_type", "reg_token"), ("language_modulation", "cross_attn")):
         if args.get(name, supported) != supported:
             raise TransvgPlusPlusConversionError(
@@ -222,7 +222,7 @@ def parity_outputs(
         "pred_boxes_visual_mask": masked.pred_boxes,
         "reg_token_output_visual_mask": model.norm(masked.last_hidden_state[:, 0]),
     }
-    outputs.update(_loss_and_accuracy(out, inputs))
+    outputs.update(loss_and_accuracy(out, inputs))
     return outputs
 
 
@@ -246,13 +246,7 @@ class TransvgPlusPlusConverter(FamilyConverter):
     def build_model(self, config: TransvgPlusPlusConfig) -> PreTrainedModel:
         return TransvgPlusPlusForVisualGrounding(config)
 
-    def build_processor(self, config: TransvgPlusPlusConfig) -> TransvgProcessor | None:
-        if config.text_config.vocab_size != BERT_UNCASED_VOCAB_SIZE:
-            logger.warning(
-                f"no processor saved: the BERT vocabulary has {config.text_config.vocab_size} ids, not the "
-                f"{BERT_UNCASED_VOCAB_SIZE} of bert-base-uncased"
-            )
-            return None
+    def build_processor(self, config) -> TransvgProcessor:
         return TransvgProcessor.from_model_config(config)
 
     def parity_outputs(self, model: PreTrainedModel, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -18,7 +18,7 @@ from vlzoo.layers.masks import key_padding_attention_mask
 from vlzoo.layers.outputs import GroundingOutput
 from vlzoo.layers.patch_embedding import PatchEmbedding
 from vlzoo.layers.transformer import TransformerLayer
-from vlzoo.models.transvg.modeling_transvg import grounding_loss
+from vlzoo.losses.boxes import box_regression_loss
 
 from .configuration_transvg_pp import TransvgPlusPlusConfig
 
@@ -127,6 +127,12 @@ class TransvgPlusPlusForVisualGrounding(TransvgPlusPlusPreTrainedModel):
         labels (`torch.FloatTensor` of shape `(batch_size, 4)`, *optional*):
             Target boxes, normalised (cx, cy, w, h) on the padded canvas.
         """
+        unexpected = sorted(set(kwargs) - {"output_attentions", "output_hidden_states"})
+        if unexpected:
+            raise TypeError(
+                f"{type(self).__name__}.forward() got unexpected keyword arguments {unexpected}; it takes pixel_values, "
+                "pixel_mask, input_ids, attention_mask, labels, output_attentions, output_hidden_states and return_dict"
+            )
         if pixel_values is None or input_ids is None:
             raise ValueError("TransvgPlusPlusForVisualGrounding needs both pixel_values and input_ids")
         if pixel_values.dim() != 4 or input_ids.dim() != 2 or input_ids.shape[0] != pixel_values.shape[0]:
@@ -148,17 +154,37 @@ class TransvgPlusPlusForVisualGrounding(TransvgPlusPlusPreTrainedModel):
         for layer in self.layers:
             if layer.cross_attn is None:
                 # transvg.md §3: the original's plain blocks never receive the visual mask
-                hidden_states = layer(hidden_states, None, **kwargs)
+                hidden_states = layer(hidden_states, None)
             else:
-                hidden_states = layer(hidden_states, visual_mask, text, text_mask, **kwargs)
+                hidden_states = layer(hidden_states, visual_mask, text, text_mask)
         reg = self.norm(hidden_states[:, 0])
         pred_boxes = self.bbox_head(reg)
         loss = None
         if labels is not None:
-            loss = grounding_loss(
-                pred_boxes, labels, self.config.bbox_loss_coefficient, self.config.giou_loss_coefficient
-            )["loss"]
+            loss = self.loss_function(pred_boxes, labels)
         return GroundingOutput(loss=loss, pred_boxes=pred_boxes, last_hidden_state=hidden_states)
+
+    def loss_function(self, pred_boxes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """TransVG's `trans_vg_loss` (the branch keeps it): `sum |pred - target| / B + sum (1 - GIoU) / B`.
+
+        `labels` `[batch, 4]` normalised (cx, cy, w, h) need a positive width and height (a degenerate box has no
+        GIoU); boxes reaching outside the canvas are allowed.
+        """
+        if labels.shape != pred_boxes.shape:
+            raise ValueError(f"labels must have shape {list(pred_boxes.shape)}; got {list(labels.shape)}")
+        labels = labels.to(pred_boxes.dtype)
+        if not torch.isfinite(labels).all() or (labels[:, 2:] <= 0).any():
+            raise ValueError(
+                f"labels must be finite normalised (cx, cy, w, h) boxes with a positive width and height; got "
+                f"{labels.tolist()}"
+            )
+        return box_regression_loss(
+            pred_boxes,
+            labels,
+            l1_weight=self.config.bbox_loss_coefficient,
+            giou_weight=self.config.giou_loss_coefficient,
+            box_format="cxcywh",
+        )["loss"]
 
 
 __all__ = ["TransvgPlusPlusForVisualGrounding", "TransvgPlusPlusPreTrainedModel"]
