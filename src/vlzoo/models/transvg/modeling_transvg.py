@@ -200,14 +200,23 @@ class TransvgForVisualGrounding(TransvgPreTrainedModel):
             tokens = self.visual_encoder(tokens, token_mask, positions.flatten(2).transpose(1, 2))
         return TransvgVisualOutput(features, mask, positions, tokens, token_mask)
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def encode_text(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The BERT layer `text_feature_layer` (1-based; 0 = word embeddings), `[batch, L, text_hidden]`."""
         layer = self.config.text_feature_layer
         if layer == 0:
             return self.text_model.embeddings.word_embeddings(input_ids)
         if layer is None or layer == self.config.text_config.num_hidden_layers:
-            return self.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        outputs = self.text_model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+            return self.text_model(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+        outputs = self.text_model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            output_hidden_states=True,
+        )
         return outputs.hidden_states[layer]
 
     def fusion_inputs(
@@ -242,9 +251,12 @@ class TransvgForVisualGrounding(TransvgPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         pixel_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
         **kwargs,
     ) -> GroundingOutput:
         r"""
+        token_type_ids (`torch.LongTensor`, *optional*):
+            BERT's segment ids; the original never passes them (all 0), accepted for tokenizers that return them.
         labels (`torch.FloatTensor` of shape `(batch_size, 4)`, *optional*):
             Target boxes, normalised (cx, cy, w, h) on the padded canvas (`TransvgProcessor.transform_boxes`).
         """
@@ -253,7 +265,7 @@ class TransvgForVisualGrounding(TransvgPreTrainedModel):
             raise ValueError("TransvgForVisualGrounding needs both pixel_values and input_ids")
         attention_mask = _check_text(input_ids, attention_mask, pixel_values.shape[0], self.config.max_query_length)
         visual = self.encode_image(pixel_values, pixel_mask)
-        text_features = self.encode_text(input_ids, attention_mask)
+        text_features = self.encode_text(input_ids, attention_mask, token_type_ids)
         sequence, mask = self.fusion_inputs(visual, text_features, attention_mask)
         positions = self.fusion_position_embeddings(torch.arange(sequence.shape[1], device=sequence.device))[None]
         hidden_states = self.fusion_encoder(sequence, mask, positions)
@@ -297,7 +309,7 @@ def _check_kwargs(kwargs: dict, model_name: str) -> None:
     if unexpected:
         raise TypeError(
             f"{model_name}.forward() got unexpected keyword arguments {unexpected}; it takes pixel_values, pixel_mask, "
-            f"input_ids, attention_mask, labels, {', '.join(_OUTPUT_FLAGS)} and return_dict"
+            f"input_ids, attention_mask, token_type_ids, labels, {', '.join(_OUTPUT_FLAGS)} and return_dict"
         )
 
 

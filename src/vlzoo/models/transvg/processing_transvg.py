@@ -49,7 +49,13 @@ def bert_uncased_tokenizer(max_length: int, vocab_size: int | None = None) -> Be
             )
         lines = lines[:vocab_size]
     vocab = {token: index for index, token in enumerate(lines)}
-    return BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=max_length)
+    # token types are all 0 and never fed by the original: the tokenizer leaves them out
+    return BertTokenizer(
+        vocab=vocab,
+        do_lower_case=True,
+        model_max_length=max_length,
+        model_input_names=["input_ids", "attention_mask"],
+    )
 
 
 class TransvgProcessor(ProcessorMixin):

@@ -121,9 +121,12 @@ class TransvgPlusPlusForVisualGrounding(TransvgPlusPlusPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         pixel_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
         **kwargs,
     ) -> GroundingOutput:
         r"""
+        token_type_ids (`torch.LongTensor`, *optional*):
+            BERT's segment ids; the original never passes them (all 0), accepted for tokenizers that return them.
         labels (`torch.FloatTensor` of shape `(batch_size, 4)`, *optional*):
             Target boxes, normalised (cx, cy, w, h) on the padded canvas.
         """
@@ -131,7 +134,7 @@ class TransvgPlusPlusForVisualGrounding(TransvgPlusPlusPreTrainedModel):
         if unexpected:
             raise TypeError(
                 f"{type(self).__name__}.forward() got unexpected keyword arguments {unexpected}; it takes pixel_values, "
-                "pixel_mask, input_ids, attention_mask, labels, output_attentions, output_hidden_states and return_dict"
+                "pixel_mask, input_ids, attention_mask, token_type_ids, labels, output_attentions, output_hidden_states and return_dict"
             )
         if pixel_values is None or input_ids is None:
             raise ValueError("TransvgPlusPlusForVisualGrounding needs both pixel_values and input_ids")
@@ -142,7 +145,9 @@ class TransvgPlusPlusForVisualGrounding(TransvgPlusPlusPreTrainedModel):
             )
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        text = self.text_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        text = self.text_model(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
         text = self.text_projection(text)
         hidden_states = self.embed_image(pixel_values)
         text_mask = key_padding_attention_mask(attention_mask, dtype=hidden_states.dtype)
