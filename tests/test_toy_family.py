@@ -388,7 +388,7 @@ def _zero_shot_score(model_dir, test):
     return zero_shot_demo_score(model_dir, test)
 
 
-def _chance(test) -> dict[str, float]:
+def _chance(test, train) -> dict[str, float]:
     from vlzoo.data import class_names
 
     return {"chance": 1.0 / len(class_names())}

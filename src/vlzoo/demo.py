@@ -5,7 +5,8 @@ family the first one in registry order that has a demo runs (MS-CLIP: MS-CLIP-S 
 import json
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +60,16 @@ class DemoResult:
     references: dict[str, float]
     seconds: float
     figure: Path | None
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model_names(self) -> list[str]:
         return list(self.spec.models)
 
     def summary(self) -> str:
-        return self.spec.summary.format(score=self.scores, parameters=self.parameters, **self.references)
+        return self.spec.summary.format(
+            score=self.scores, details=self.details, parameters=self.parameters, **self.references
+        )
 
 
 def run_demo(
@@ -121,33 +125,46 @@ def _run(
     logging.getLogger("transformers").setLevel(logging.ERROR)
 
     data = load_shapes(num_train=num_train, num_test=num_test, seed=seed, **spec.data)
-    train_rows = task_dataset(data["train"], spec.task)
     test = data["test"]
 
     scores: dict[str, DemoScore] = {}
     parameters: dict[str, int] = {}
     for name, build_config in spec.models.items():
         torch.manual_seed(seed)
-        model = family.head(spec.task)(build_config())
-        parameters[name] = sum(p.numel() for p in model.parameters())
-        processor = spec.processor()
-        args = TrainingArguments(
-            output_dir=str(output / name),
-            max_steps=max_steps,
-            per_device_batch_size=batch_size,
-            seed=seed,
-            **spec.training(max_steps),
-        )
-        train(model, family.objective(spec.task, processor), train_rows, args=args, processor=processor)
+        previous: Path | None = None
+        for task in spec.tasks:
+            folder = output / name if len(spec.tasks) == 1 else output / name / task
+            train_rows = task_dataset(data["train"], task)
+            labels = _labels_from_data(family, task, train_rows)
+            if previous is None:
+                config = build_config()
+                for key, value in labels.items():
+                    setattr(config, key, value)
+                model = family.head(task)(config)
+                parameters[name] = sum(p.numel() for p in model.parameters())
+            else:
+                model = family.head(task).from_pretrained(previous, **labels)
+            processor = spec.processor()
+            args = TrainingArguments(
+                output_dir=str(folder),
+                max_steps=max_steps,
+                per_device_batch_size=batch_size,
+                seed=seed,
+                **spec.training(max_steps),
+            )
+            objective = family.objective(task, processor, **labels)
+            train(model, objective, train_rows, args=args, processor=processor)
+            previous = folder
         scores[name] = spec.evaluate(output / name, test)
 
     figure = None
     if spec.figure is not None:
         figure = output / spec.figure_name
         spec.figure(figure, test, scores)
-    references = dict(spec.references(test))
+    references = dict(spec.references(test, data["train"]))
     values = {name: score.value for name, score in scores.items()}
-    result = DemoResult(family.key, spec, values, parameters, references, time.perf_counter() - start, figure)
+    details = {name: score.details for name, score in scores.items()}
+    result = DemoResult(family.key, spec, values, parameters, references, time.perf_counter() - start, figure, details)
     summary = {
         spec.metric: values,
         "parameters": parameters,
@@ -158,8 +175,16 @@ def _run(
         "num_train": num_train,
         "num_test": len(test),
     }
+    if any(isinstance(value, Mapping) for value in details.values()):
+        summary["details"] = {name: dict(value) for name, value in details.items() if isinstance(value, Mapping)}
     (output / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     return result
+
+
+def _labels_from_data(family: Family, task: str, train_rows: Any) -> dict[str, Any]:
+    """`id2label`/`label2id` from the training rows for tasks whose objective learns them (VQA answers)."""
+    labels_from_data = getattr(family.objective_factory(task), "labels_from_data", None)
+    return dict(labels_from_data(train_rows)) if labels_from_data is not None else {}
 
 
 __all__ = ["DemoResult", "demo_config", "demo_families", "demo_family", "demo_processor", "run_demo"]

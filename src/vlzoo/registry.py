@@ -89,18 +89,23 @@ class DemoSpec:
 
     Each model is `family.head(task)(config)`, trained with the same budget by `family.objective(task, processor)`
     on the task's rows of the shapes training split, saved with `save_pretrained`, then scored from its folder.
+    With several tasks the model is trained in stages: the first task's head from the config, each later task's
+    head `from_pretrained` the previous stage's folder (e.g. ITM pretraining, then VQA fine-tuning). A task whose
+    objective learns its labels from the data (`labels_from_data`: VQA answers) gets them from the training rows.
 
     Args:
         description: one line for `vlzoo demo --help`.
-        task: the head and objective every model uses.
+        task: the head and objective every model uses, or a tuple of tasks trained in that order.
         models: name -> config builder, in order: the family's model first, then its baselines. Each model is saved
-            in `OUTPUT_DIR/<name>`.
+            in `OUTPUT_DIR/<name>` (with several tasks, each stage in `OUTPUT_DIR/<name>/<task>`).
         processor: builds the processor every model trains with (and that is saved next to it).
-        evaluate: `(model_dir, test_split) -> DemoScore`, run on each saved folder.
-        summary: the final line, a `str.format` template with `score[<name>]`, `parameters[<name>]` and the keys of
-            `references` (e.g. `"accuracy: a={score[a]:.3f} chance={chance:.3f}"`).
+        evaluate: `(model_dir, test_split) -> DemoScore`, run on each saved folder (`OUTPUT_DIR/<name>`).
+        summary: the final line, a `str.format` template with `score[<name>]`, `details[<name>]` (the `DemoScore`
+            details), `parameters[<name>]` and the keys of `references` (e.g.
+            `"accuracy: a={score[a]:.3f} chance={chance:.3f}"`).
         metric: the key of the scores in results.json.
-        references: `test_split -> {name: value}`, reference values for the summary and results.json (chance).
+        references: `(test_split, train_split) -> {name: value}`, reference values for the summary and results.json
+            (chance, a prior learned from the training split).
         figure: `(path, test_split, {name: DemoScore})`, draws `OUTPUT_DIR/<figure_name>`; None draws nothing.
         figure_name: the figure's file name.
         data: `vlzoo.data.load_shapes` arguments besides num_train, num_test and seed.
@@ -110,13 +115,13 @@ class DemoSpec:
     """
 
     description: str
-    task: str
+    task: str | tuple[str, ...]
     models: Mapping[str, Callable[[], PreTrainedConfig]] = field(compare=False)
     processor: Callable[[], Any] = field(compare=False)
     evaluate: Callable[[Path, Any], DemoScore] = field(compare=False)
     summary: str
     metric: str = "accuracy"
-    references: Callable[[Any], Mapping[str, float]] = field(default=lambda test: {}, compare=False)
+    references: Callable[[Any, Any], Mapping[str, float]] = field(default=lambda test, train: {}, compare=False)
     figure: Callable[[Path, Any, Mapping[str, DemoScore]], None] | None = field(default=None, compare=False)
     figure_name: str = "figure.png"
     data: Mapping[str, Any] = field(default_factory=dict)
@@ -126,7 +131,14 @@ class DemoSpec:
     num_train: int = 6000
     num_test: int = 500
 
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks trained in order (one for most demos)."""
+        return (self.task,) if isinstance(self.task, str) else tuple(self.task)
+
     def __post_init__(self):
+        if not self.tasks or not all(isinstance(task, str) and _TASK.match(task) for task in self.tasks):
+            raise ValueError(f"DemoSpec.task must be a task name or a tuple of them, got {self.task!r}")
         if not self.models or not all(isinstance(name, str) and _KEY.match(name) for name in self.models):
             raise ValueError(
                 f"DemoSpec.models must map lowercase folder names to config builders, got {list(self.models)!r}"
@@ -230,9 +242,10 @@ class Family:
                 f"family {self.key!r}: default_preset {self.default_preset!r} is not one of its presets "
                 f"{', '.join(self.presets)}"
             )
-        if self.demo is not None and self.demo.task not in self.heads:
+        missing = [task for task in (self.demo.tasks if self.demo else ()) if task not in self.heads]
+        if missing:
             raise ValueError(
-                f"family {self.key!r}: its demo trains task {self.demo.task!r}, which has no head; heads: "
+                f"family {self.key!r}: its demo trains task {missing[0]!r}, which has no head; heads: "
                 f"{', '.join(self.heads)}"
             )
 

@@ -58,7 +58,7 @@ def _zero_shot_figure(path: Path, test: Any, scores: Mapping[str, DemoScore]) ->
     draw_zero_shot_figure(path, test, scores)
 
 
-def _chance(test: Any) -> dict[str, float]:
+def _chance(test: Any, train: Any) -> dict[str, float]:
     from ...data import class_names
 
     return {"chance": 1.0 / len(class_names())}
