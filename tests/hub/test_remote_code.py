@@ -9,9 +9,7 @@ those of the installed vlzoo. Loading without `trust_remote_code` must raise.
 """
 
 import json
-import os
 import pickle
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,14 +19,13 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from tests.common import harness
-from tests.subprocesses import run_in_new_session
 from vlzoo.hub import save_with_remote_code
 from vlzoo.registry import Family, families
 
+from .remote import ok as _ok
+from .remote import run_remote
 from .remote_loader import flatten_outputs, to_plain
 
-RUNNER = Path(__file__).with_name("remote_loader.py")
-TIMEOUT = 300
 # How each transformers pipeline task is called ("<image>" is replaced by an image file).
 PIPELINE_CALLS = {
     "zero-shot-image-classification": (["<image>"], {"candidate_labels": ["red", "blue", "a dog"], "hypothesis_template": "{}"}),
@@ -39,43 +36,6 @@ PIPELINE_CALLS = {
 # transformers passes `auto_map` along with the others; until that module accepts it, the processor checks are
 # reported as this known failure instead of failing the model checks run before them.
 KNOWN_AUTO_MAP_REFUSAL = "got unexpected arguments ['auto_map']"
-
-
-def run_remote(checks: list[dict], tmp_path: Path) -> dict:
-    """Run `checks` in a fresh interpreter without vlzoo; returns its environment report and one result per check."""
-    spec = tmp_path / "spec.json"
-    results = tmp_path / "results.json"
-    spec.write_text(json.dumps({"checks": checks, "results": str(results)}))
-    cwd = tmp_path / "elsewhere"
-    cwd.mkdir(exist_ok=True)
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env.update(
-        HF_MODULES_CACHE=str(tmp_path / "modules"),
-        HF_HOME=str(tmp_path / "hf_home"),
-        HF_HUB_OFFLINE="1",
-        OMP_NUM_THREADS="1",
-        TRANSFORMERS_VERBOSITY="error",
-    )
-    done = run_in_new_session(
-        [sys.executable, "-I", str(RUNNER), str(spec)],
-        timeout=TIMEOUT,
-        what="the remote-code loader",
-        cwd=cwd,
-        env=env,
-        stdin=__import__("subprocess").DEVNULL,
-    )
-    assert done.returncode == 0 and results.is_file(), done.stdout[-4000:]
-    report = json.loads(results.read_text())
-    environment = report["environment"]
-    assert environment["find_spec"].startswith("ImportError"), environment
-    assert environment["vlzoo_modules"] == [], environment
-    return report
-
-
-def _ok(result: dict, what: str) -> dict:
-    assert result["ok"], f"{what} failed without vlzoo:\n{result.get('trace', result)}"
-    assert result.get("module", "transformers_modules.").startswith("transformers_modules."), (what, result)
-    return result
 
 
 def _auto_class(name: str):
