@@ -1211,6 +1211,14 @@ class FlavaForImageTextMatching(FlavaPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.flava.get_input_embeddings()
 
+    def get_image_features(self, *args: Any, **kwargs: Any) -> FlavaTowerOutput:
+        """[`FlavaModel.get_image_features`]: the matching model is a dual encoder too (retrieval prefiltering)."""
+        return self.flava.get_image_features(*args, **kwargs)
+
+    def get_text_features(self, *args: Any, **kwargs: Any) -> FlavaTowerOutput:
+        """[`FlavaModel.get_text_features`]."""
+        return self.flava.get_text_features(*args, **kwargs)
+
     @can_return_tuple
     def forward(
         self,
