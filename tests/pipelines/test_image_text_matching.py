@@ -116,3 +116,11 @@ def test_bad_inputs_raise_clear_errors(itm, images, call, error, match):
 def test_a_model_without_the_matching_head_is_refused(processor):
     with pytest.raises(TypeError, match=r"image-text matching head.*AutoModelForImageTextMatching"):
         pipeline(IMAGE_TEXT_MATCHING_TASK, model=build(ToyFusionForVqa, toy_config()), processor=processor)
+
+
+def test_a_folder_saved_without_the_matching_head_is_refused(processor, tmp_path):
+    """A VQA folder of the same config type loads through the matching Auto class with a fresh ITM head: refused."""
+    build(ToyFusionForVqa, toy_config()).save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    with pytest.raises(TypeError, match=r"saved from ToyFusionForVqa .* would score at random"):
+        pipeline(IMAGE_TEXT_MATCHING_TASK, model=str(tmp_path))

@@ -94,8 +94,20 @@ def has_head(model: Any, head: str) -> bool:
 
 
 def check_head(model: Any, head: str, task: str) -> None:
-    """Raise a `TypeError` naming the head `task` needs unless `model` has it (`has_head`)."""
+    """Raise a `TypeError` naming the head `task` needs unless `model` has it (`has_head`) with trained weights.
+
+    A folder saved from another class of the family (its `config.architectures`, e.g. a VQA model) loads through
+    the head's Auto class with that head freshly initialised: such a model is refused rather than scored at random.
+    """
     if has_head(model, head):
+        base = unwrap_model(model)
+        saved = getattr(base.config, "architectures", None) or []
+        if saved and type(base).__name__ not in saved:
+            raise TypeError(
+                f"{task} needs {_HEAD_DESCRIPTIONS[head]}, but these weights were saved from {', '.join(saved)} "
+                f"(config.architectures), so the {type(base).__name__} head was not in them and would score at "
+                "random. Use a folder saved from a model with that head, or fine-tune the head first."
+            )
         return
     auto_class = _check_head_key(head)
     base = unwrap_model(model)
