@@ -69,6 +69,9 @@ class VlzooFlavaProcessor(ProcessorMixin):
     def __call__(self, images=None, text=None, **kwargs: Any):
         for name, value in self.text_kwargs.items():
             kwargs.setdefault(name, value)
+        if kwargs.get("truncation") and kwargs.get("max_length") == self.text_kwargs["max_length"]:
+            # never past the model's position table (a tiny model's tokenizer records it as model_max_length)
+            kwargs["max_length"] = min(kwargs["max_length"], self.tokenizer.model_max_length)
         return super().__call__(images=images, text=text, **kwargs)
 
     @classmethod
