@@ -1,4 +1,4 @@
-"""The `vlzoo` command: `demo`, `train`, `convert`, `eval`, `publish`.
+"""The `vlzoo` command: `demo`, `train`, `convert`, `eval`, `publish`, `list`.
 
 Expected failures (bad arguments or config values, missing or unusable files, a refused output folder, a broken
 state folder, a diverged run) end with one `error: ...` line on stderr and exit status 1, without a traceback;
@@ -130,6 +130,13 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list(args: argparse.Namespace) -> int:
+    from .hub.cards import format_pretrained, list_pretrained
+
+    print(format_pretrained(list_pretrained(args.family), as_json=args.json))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlzoo", description="vision-language model zoo for transformers")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -232,6 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="upload the folder as it is (it then loads only where vlzoo is installed)",
     )
     publish.set_defaults(handler=_publish)
+
+    listing = commands.add_parser(
+        "list",
+        help="list the released original checkpoints: family, variant, task, resolution, conversion status",
+        description="Every released original checkpoint with a card in model_cards/, named by the Hub repository "
+        "(and output folder) its conversion gets; status is 'available' when its family's converter handles it.",
+    )
+    listing.add_argument("--family", help="only this family's checkpoints (a registry key such as ms_clip)")
+    listing.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
+    listing.set_defaults(handler=_list)
     return parser
 
 
