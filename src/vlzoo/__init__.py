@@ -22,7 +22,11 @@ __version__ = "0.1.0"
 register_pipelines()  # first: a family's declared pipeline tasks are checked against the registered ones
 register_all()
 
+# Top-level names of vlzoo's own modules that are imported on first use (they pull in huggingface_hub and yaml).
+_LAZY_NAMES = {"list_pretrained": "vlzoo.hub.cards"}
+
 if TYPE_CHECKING:  # static names for type checkers and IDEs; at run time they come from the registry
+    from .hub.cards import list_pretrained  # noqa: F401
     from .models.ms_clip import (  # noqa: F401
         MsClipConfig,
         MsClipImageProcessor,
@@ -41,11 +45,13 @@ def _all_names() -> list[str]:
 
 
 def __getattr__(name: str) -> Any:
-    """`__all__` and the classes of every registered family (its `exports`), imported on first use."""
+    """`__all__`, `list_pretrained` and every registered family's classes (its `exports`), imported on first use."""
     if name == "__all__":
         return _all_names()
     from importlib import import_module
 
+    if name in _LAZY_NAMES:
+        return getattr(import_module(_LAZY_NAMES[name]), name)
     from .registry import exporting_family
 
     family = exporting_family(name)

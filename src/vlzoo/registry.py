@@ -330,6 +330,7 @@ _FAMILIES: dict[str, Family] = {}  # every registered family, in registration or
 TOP_LEVEL_NAMES = (
     "families",
     "get_family",
+    "list_pretrained",
     "register_all",
     "register_family",
     "register_pipelines",
