@@ -1,6 +1,7 @@
 """Preprocessing shared by the families: the image processors they configure (centre crop or letterbox), image
 transforms faithful to the original code with one input rule, tokenizer builders."""
 
+from .bert_vocab import BERT_UNCASED_VOCAB_SIZE, bert_uncased_tokenizer, bert_uncased_vocab
 from .clip_bpe import clean_clip_text, clip_bpe_vocab_and_merges
 from .image_processor import VlzooImageProcessor
 from .image_transforms import (
@@ -18,6 +19,9 @@ from .image_transforms import (
 from .letterbox import LetterboxImageProcessor
 
 __all__ = [
+    "BERT_UNCASED_VOCAB_SIZE",
+    "bert_uncased_tokenizer",
+    "bert_uncased_vocab",
     "LetterboxGeometry",
     "LetterboxImageProcessor",
     "VlzooImageProcessor",

