@@ -19,6 +19,28 @@ def _beit3_processor(config: PreTrainedConfig, sentencepiece_model: str | None =
     return Beit3Processor.from_model_config(config, sentencepiece_model)
 
 
+def _captioning_objective(processor: Any, **options: Any) -> Any:
+    from .objective_beit3 import Beit3CaptioningObjective
+
+    return Beit3CaptioningObjective(processor, **options)
+
+
+class _ClassificationObjective:
+    """The image-classification objective's factory, imported on use (training pulls in accelerate); it exposes
+    `labels_from_data`, so `vlzoo train` and the demo build a new head with the data's classes."""
+
+    def __call__(self, processor: Any, **options: Any) -> Any:
+        from .objective_beit3 import Beit3ImageClassificationObjective
+
+        return Beit3ImageClassificationObjective(processor, **options)
+
+    @staticmethod
+    def labels_from_data(train_rows: Any, **options: Any) -> dict[str, dict]:
+        from .objective_beit3 import Beit3ImageClassificationObjective
+
+        return Beit3ImageClassificationObjective.labels_from_data(train_rows, **options)
+
+
 def build_family() -> Family:
     """The BEiT-3 record of `vlzoo.registry`."""
     from .configuration_beit3 import Beit3Config
@@ -42,14 +64,16 @@ def build_family() -> Family:
             "contrastive": Beit3ForImageTextRetrieval,
             "vqa": Beit3ForQuestionAnswering,
             "captioning": Beit3ForCaptioning,
-            "visual-reasoning": Beit3ForVisualReasoning,
             "image-classification": Beit3ForImageClassification,
         },
+        # NLVR2: converted, tested and usable (a documented model call), but no shapes task trains it
+        extra_model_classes=(Beit3ForVisualReasoning,),
         auto_models={
             "AutoModel": Beit3Model,
             "AutoModelForZeroShotImageClassification": Beit3ForImageTextRetrieval,
             "AutoModelForImageClassification": Beit3ForImageClassification,
         },
+        objectives={"captioning": _captioning_objective, "image-classification": _ClassificationObjective()},
         image_processor_class=Beit3ImageProcessor,
         tokenizer_class=Beit3Tokenizer,
         processor_class=Beit3Processor,
