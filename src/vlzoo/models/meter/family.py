@@ -17,6 +17,12 @@ def _meter_converter() -> Any:
     return MeterConverter()
 
 
+def _pretraining_objective(processor: Any, **options: Any) -> Any:
+    from .objective_meter import MeterPretrainingObjective
+
+    return MeterPretrainingObjective(processor, **options)
+
+
 def build_family() -> Family:
     """The METER record of `vlzoo.registry`."""
     from .configuration_meter import MeterConfig
@@ -39,10 +45,13 @@ def build_family() -> Family:
             "mlm": MeterForPreTraining,
             "itm": MeterForImageTextRetrieval,
             "vqa": MeterForQuestionAnswering,
+            # MLM + ITM together, as METER pretrains (hard ITM negatives with model.objective.similarity_model)
+            "pretraining": MeterForPreTraining,
         },
         auto_models={"AutoModel": MeterModel, "AutoModelForPreTraining": MeterForPreTraining},
         # NLVR2 and SNLI-VE heads: converted, tested and usable, but no shapes task trains them yet
         extra_model_classes=(MeterForVisualReasoning, MeterForVisualEntailment),
+        objectives={"pretraining": _pretraining_objective},
         image_processor_class=MeterImageProcessor,
         processor_class=MeterProcessor,
         pipelines=("vlzoo-visual-question-answering", "image-text-matching", "image-text-retrieval"),
