@@ -1,8 +1,8 @@
 """Remote code: every registered family's saved folder loads in an interpreter where `import vlzoo` raises.
 
 For each family (parametrized over the registry, with its tester's tiny configurations and processor) the folders
-are written by `save_with_remote_code`; one fresh interpreter per family (PYTHONPATH unset, cwd outside the
-repository, its own HF_MODULES_CACHE, stdin from /dev/null, vlzoo blocked by a `sys.meta_path` finder) loads them
+are written by `save_with_remote_code`; one fresh interpreter (PYTHONPATH unset, cwd outside the repository, its
+own HF_MODULES_CACHE, stdin from /dev/null, vlzoo blocked by a `sys.meta_path` finder) loads every family's folders
 with `trust_remote_code=True` through AutoConfig, AutoModel, the AutoModelFor... classes of the folder's auto_map,
 AutoProcessor, AutoImageProcessor, AutoTokenizer and the family's transformers pipelines; the results must equal
 those of the installed vlzoo. Loading without `trust_remote_code` must raise.
@@ -10,7 +10,10 @@ those of the installed vlzoo. Loading without `trust_remote_code` must raise.
 
 import json
 import pickle
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -100,98 +103,137 @@ def _save(model_class: type, config, processor, folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("family", families(), ids=lambda family: family.key)
-def test_folder_loads_without_vlzoo(family: Family, tmp_path):
+@dataclass
+class Plan:
+    """One family's folders and the checks the clean interpreter runs on them."""
+
+    family: Family
+    tester: Any
+    processor: Any
+    auto_map: dict
+    pairs: dict[str, type]
+    checks: list[dict] = field(default_factory=list)
+    models: list[tuple[dict, type, Path, dict]] = field(default_factory=list)  # check, class, folder, inputs
+    preprocessing: list[tuple[dict, type]] = field(default_factory=list)  # check, expected class
+    pipelines: list[dict] = field(default_factory=list)
+    results: list[dict] = field(default_factory=list)
+
+
+def _plan(family: Family, root: Path) -> Plan:
+    """Write the family's folders with `save_with_remote_code` and list what to load from them."""
     from transformers.pipelines import PIPELINE_REGISTRY
 
     from vlzoo.pipelines import PIPELINE_TASKS
-    from vlzoo.pipelines.task_heads import HEAD_AUTO_CLASSES
 
     tester = harness.tester_for(family)
     processor = tester.tiny_processor()
     base = family.auto_models.get("AutoModel") or family.heads[family.default_task]
-    first = next(iter(tester.configs))
-    base_folder = _save(base, tester.configs[first](), processor, tmp_path / f"{first}-{base.__name__}")
-
-    # The folder offers the config, AutoModel, the family's Auto classes and its heads' Auto classes.
+    # The first tiny configuration: one per family keeps the clean interpreter's work small.
+    name, build = next(iter(tester.configs.items()))
+    config = build()
+    base_folder = _save(base, config, processor, root / f"{name}-{base.__name__}")
     auto_map = json.loads((base_folder / "config.json").read_text())["auto_map"]
-    heads = {HEAD_AUTO_CLASSES[task].__name__: cls for task, cls in family.heads.items() if task in HEAD_AUTO_CLASSES}
-    assert auto_map["AutoConfig"].rpartition(".")[2] == family.config_class.__name__
-    pairs = _model_classes_by_auto_name(auto_map, family)
-    assert pairs["AutoModel"] is base
-    for name, cls in {**family.auto_models, **heads}.items():
-        assert pairs.get(name) is cls, f"auto_map[{name!r}] should name {cls.__name__}: {auto_map}"
-
-    checks: list[dict] = [
+    plan = Plan(family, tester, processor, auto_map, _model_classes_by_auto_name(auto_map, family))
+    plan.checks = [
         {"kind": "untrusted", "auto": "AutoConfig", "folder": str(base_folder)},
         {"kind": "untrusted", "auto": "AutoModel", "folder": str(base_folder)},
         {"kind": "config", "auto": "AutoConfig", "folder": str(base_folder)},
     ]
-    models = []  # (check, model class, folder, inputs)
-    for config_name, build in tester.configs.items():
-        config = build()
-        for model_class in dict.fromkeys(pairs.values()):
-            autos = [name for name, cls in pairs.items() if cls is model_class and _auto_class(name) is not None]
-            if not autos:
-                continue  # only vlzoo's own head Auto classes load it
-            folder = tmp_path / f"{config_name}-{model_class.__name__}"
-            if folder != base_folder:
-                _save(model_class, config, processor, folder)
-            inputs = tester.inputs(model_class, config)
-            inputs_file = tmp_path / f"{folder.name}-inputs.safetensors"
-            save_file({key: value.contiguous() for key, value in inputs.items()}, inputs_file)
-            for auto in autos:
-                check = {"kind": "model", "auto": auto, "folder": str(folder), "inputs": str(inputs_file)}
-                check["outputs"] = str(tmp_path / f"{folder.name}-{auto}.safetensors")
-                checks.append(check)
-                models.append((check, model_class, folder, inputs))
+    for model_class in dict.fromkeys(plan.pairs.values()):
+        autos = [auto for auto, cls in plan.pairs.items() if cls is model_class and _auto_class(auto) is not None]
+        if not autos:
+            continue  # only vlzoo's own head Auto classes load it
+        folder = root / f"{name}-{model_class.__name__}"
+        if folder != base_folder:
+            _save(model_class, config, processor, folder)
+        inputs = tester.inputs(model_class, config)
+        inputs_file = root / f"{folder.name}-inputs.safetensors"
+        save_file({key: value.contiguous() for key, value in inputs.items()}, inputs_file)
+        for auto in autos:
+            check = {"kind": "model", "auto": auto, "folder": str(folder), "inputs": str(inputs_file)}
+            check["outputs"] = str(root / f"{folder.name}-{auto}.safetensors")
+            plan.models.append((check, model_class, folder, inputs))
 
-    preprocessing = []  # (check, expected class)
     if family.processor_class is not None:
-        sample = tester.processor_sample()
-        (tmp_path / "sample.pkl").write_bytes(pickle.dumps(sample))
+        (root / "sample.pkl").write_bytes(pickle.dumps(tester.processor_sample()))
         check = {"kind": "processor", "auto": "AutoProcessor", "folder": str(base_folder)}
-        check.update(sample=str(tmp_path / "sample.pkl"), outputs=str(tmp_path / "processor.safetensors"))
-        preprocessing.append((check, type(processor)))
+        check.update(sample=str(root / "sample.pkl"), outputs=str(root / "processor.safetensors"))
+        plan.preprocessing.append((check, type(processor)))
     for auto, part in (("AutoTokenizer", "tokenizer"), ("AutoImageProcessor", "image_processor")):
         if getattr(processor, part, None) is not None:
             check = {"kind": part, "auto": auto, "folder": str(base_folder)}
-            preprocessing.append((check, type(getattr(processor, part))))
-    checks += [check for check, _ in preprocessing]
+            plan.preprocessing.append((check, type(getattr(processor, part))))
 
-    pipelines = []  # (check, folder)
-    image = tmp_path / "image.png"
+    image = root / "image.png"
     Image.new("RGB", (45, 37), (200, 30, 60)).save(image)
     pipeline_folders: dict[type, Path] = {}
     for task in [task for task in family.pipelines if task not in PIPELINE_TASKS]:
         if task not in PIPELINE_CALLS:
-            pytest.fail(f"family {family.key} declares the pipeline {task!r}: add how to call it to PIPELINE_CALLS")
+            raise AssertionError(f"family {family.key} declares the pipeline {task!r}: add its call to PIPELINE_CALLS")
         loaded_by = [auto.__name__ for auto in PIPELINE_REGISTRY.supported_tasks[task]["pt"]]
-        auto = next((name for name in loaded_by if name in pairs), None)
-        assert auto is not None, f"the {task} pipeline loads {loaded_by}; the folder's auto_map has none of them"
-        model_class = pairs[auto]
+        auto = next((auto for auto in loaded_by if auto in plan.pairs), None)
+        if auto is None:
+            raise AssertionError(f"the {task} pipeline loads {loaded_by}; the folder's auto_map has none: {auto_map}")
+        model_class = plan.pairs[auto]
         if model_class not in pipeline_folders:
-            config = _fit_to_tokenizer(tester.configs[first](), processor.tokenizer)
+            fitted = _fit_to_tokenizer(build(), processor.tokenizer)
             pipeline_folders[model_class] = _save(
-                model_class, config, processor, tmp_path / f"pipeline-{model_class.__name__}"
+                model_class, fitted, processor, root / f"pipe-{model_class.__name__}"
             )
         args, kwargs = PIPELINE_CALLS[task]
         args = [str(image) if arg == "<image>" else arg for arg in args]
         check = {"kind": "pipeline", "task": task, "folder": str(pipeline_folders[model_class])}
-        check.update(args=args, kwargs=kwargs)
-        pipelines.append(check)
-    checks += pipelines
+        plan.pipelines.append({**check, "args": args, "kwargs": kwargs})
 
-    results = run_remote(checks, tmp_path)["results"]
-    by_check = dict(zip([id(check) for check in checks], results, strict=True))
+    plan.checks += [check for check, *_ in plan.models]
+    plan.checks += [check for check, _ in plan.preprocessing]
+    plan.checks += plan.pipelines
+    return plan
 
-    for check in checks[:2]:
+
+@pytest.fixture(scope="module")
+def plans(tmp_path_factory) -> dict[str, Plan | str]:
+    """Every family's plan (or the error that stopped it), its checks run in ONE clean interpreter for all
+    families: starting an interpreter with torch and transformers costs seconds, the tiny models milliseconds."""
+    found: dict[str, Plan | str] = {}
+    for family in families():
+        try:
+            found[family.key] = _plan(family, tmp_path_factory.mktemp(family.key))
+        except Exception:
+            found[family.key] = traceback.format_exc()
+    ready = [plan for plan in found.values() if isinstance(plan, Plan)]
+    results = run_remote([check for plan in ready for check in plan.checks], tmp_path_factory.mktemp("remote"))
+    remaining = iter(results["results"])
+    for plan in ready:
+        plan.results = [next(remaining) for _ in plan.checks]
+    return found
+
+
+@pytest.mark.parametrize("family", families(), ids=lambda family: family.key)
+def test_folder_loads_without_vlzoo(family: Family, plans):
+    from vlzoo.pipelines.task_heads import HEAD_AUTO_CLASSES
+
+    plan = plans[family.key]
+    if not isinstance(plan, Plan):
+        pytest.fail(f"writing the folders of {family.key} failed:\n{plan}")
+    tester, processor, pairs = plan.tester, plan.processor, plan.pairs
+    by_check = dict(zip([id(check) for check in plan.checks], plan.results, strict=True))
+
+    # The folder offers the config, AutoModel, the family's Auto classes and its heads' Auto classes.
+    heads = {HEAD_AUTO_CLASSES[task].__name__: cls for task, cls in family.heads.items() if task in HEAD_AUTO_CLASSES}
+    assert plan.auto_map["AutoConfig"].rpartition(".")[2] == family.config_class.__name__
+    assert pairs["AutoModel"] is (family.auto_models.get("AutoModel") or family.heads[family.default_task])
+    for name, cls in {**family.auto_models, **heads}.items():
+        assert pairs.get(name) is cls, f"auto_map[{name!r}] should name {cls.__name__}: {plan.auto_map}"
+
+    for check in plan.checks[:2]:
         result = by_check[id(check)]
         assert result.get("raised") == "ValueError", f"{check['auto']} loaded without trust_remote_code: {result}"
         assert "trust_remote_code" in result["message"]
-    assert _ok(by_check[id(checks[2])], "AutoConfig")["class"] == family.config_class.__name__
+    assert _ok(by_check[id(plan.checks[2])], "AutoConfig")["class"] == family.config_class.__name__
 
-    for check, model_class, folder, inputs in models:
+    assert plan.models, f"no transformers Auto class of {family.key}'s auto_map was loaded: {plan.auto_map}"
+    for check, model_class, folder, inputs in plan.models:
         result = _ok(by_check[id(check)], f"{check['auto']} on {folder.name}")
         assert result["class"] == model_class.__name__
         if check["auto"] in family.auto_models or check["auto"] in heads:  # installed, vlzoo's own class wins
@@ -212,7 +254,7 @@ def test_folder_loads_without_vlzoo(family: Family, tmp_path):
         )
 
     known = []
-    for check, expected_class in preprocessing:
+    for check, expected_class in plan.preprocessing:
         result = by_check[id(check)]
         if not result["ok"] and KNOWN_AUTO_MAP_REFUSAL in result["error"]:
             known.append(check["auto"])
@@ -231,7 +273,7 @@ def test_folder_loads_without_vlzoo(family: Family, tmp_path):
             for key, value in tensors.items():
                 torch.testing.assert_close(loaded[key], value, rtol=0, atol=0, msg=key)
 
-    for check in pipelines:
+    for check in plan.pipelines:
         result = by_check[id(check)]
         if not result["ok"] and KNOWN_AUTO_MAP_REFUSAL in result["error"]:
             known.append(check["task"])
