@@ -21,6 +21,7 @@ from .image_inputs import (
 )
 from .image_text_matching import IMAGE_TEXT_MATCHING_TASK, ImageTextMatchingPipeline
 from .image_text_retrieval import ImageTextRetrievalPipeline
+from .saved_architecture import SavedArchitecture
 from .task_heads import (
     HEAD_AUTO_CLASSES,
     AutoModelForImageTextMatching,
@@ -40,10 +41,10 @@ PIPELINE_TASKS: dict[str, type[Pipeline]] = {
     VQA_TASK: VisualQuestionAnsweringPipeline,
     VISUAL_GROUNDING_TASK: VisualGroundingPipeline,
 }
-# vlzoo's tasks -> the Auto classes `pipeline(task, model=FOLDER)` tries, in order. Retrieval tries the matching head
-# first, so a cross-encoder folder loads with its head, and falls back to AutoModel for dual encoders (MS-CLIP).
+# vlzoo's tasks -> the Auto classes `pipeline(task, model=FOLDER)` tries, in order. Retrieval loads the class the folder
+# was saved from (a dual encoder or a cross-encoder with its head), else tries the matching head, then AutoModel.
 PIPELINE_MODEL_CLASSES: dict[str, tuple[type, ...]] = {
-    IMAGE_TEXT_RETRIEVAL_TASK: (AutoModelForImageTextMatching, AutoModel),
+    IMAGE_TEXT_RETRIEVAL_TASK: (SavedArchitecture, AutoModelForImageTextMatching, AutoModel),
     IMAGE_TEXT_MATCHING_TASK: (AutoModelForImageTextMatching,),
     VQA_TASK: (AutoModelForVisualQuestionAnswering,),
     VISUAL_GROUNDING_TASK: (AutoModelForVisualGrounding,),
