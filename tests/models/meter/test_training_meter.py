@@ -168,3 +168,34 @@ def test_pretraining_objective_refuses_bad_options():
         MeterPretrainingObjective(processor, similarity_processor=processor)
     with pytest.raises(ValueError, match="itm_weight must be a number"):
         MeterPretrainingObjective(processor, itm_weight=-1)
+
+
+def test_itm_task_trains_the_rank_score_the_pipelines_read():
+    from vlzoo.models.meter import MeterForImageTextRetrieval
+    from vlzoo.models.meter.objective_meter import MeterItmObjective
+    from vlzoo.registry import get_family
+    from vlzoo.training.objectives import ItmObjective
+
+    from .tester import tiny_config
+
+    torch.manual_seed(0)
+    config = tiny_config()
+    model, processor = MeterForImageTextRetrieval(config), MeterProcessor.from_model_config(config)
+    assert isinstance(get_family("meter").objective("itm", processor), MeterItmObjective)
+    rows = _rows(5)
+    shared, objective = ItmObjective(processor), MeterItmObjective(processor, rank_weight=0.5)
+    batch = objective.collate(rows)
+    seen = []
+    model.register_forward_hook(lambda module, args, output: seen.append(output))
+    loss = objective.compute_loss(model, batch)
+    (output,) = seen
+    size = len(rows)
+    labels = torch.tensor([1.0] * size + [0.0] * (len(output.logits) - size))
+    assert len(output.logits) > size  # mismatched pairs were drawn
+    rank_loss = torch.nn.functional.binary_cross_entropy_with_logits(output.logits[:, 0], labels)
+    torch.testing.assert_close(loss, shared.compute_loss(model, batch) + 0.5 * rank_loss)
+    loss.backward()
+    assert model.rank_output.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    shared.compute_loss(model, batch).backward()
+    assert model.rank_output.weight.grad is None or not model.rank_output.weight.grad.any()

@@ -17,6 +17,12 @@ def _meter_converter() -> Any:
     return MeterConverter()
 
 
+def _itm_objective(processor: Any, **options: Any) -> Any:
+    from .objective_meter import MeterItmObjective
+
+    return MeterItmObjective(processor, **options)
+
+
 def _pretraining_objective(processor: Any, **options: Any) -> Any:
     from .objective_meter import MeterPretrainingObjective
 
@@ -51,7 +57,8 @@ def build_family() -> Family:
         auto_models={"AutoModel": MeterModel, "AutoModelForPreTraining": MeterForPreTraining},
         # NLVR2 and SNLI-VE heads: converted, tested and usable, but no shapes task trains them yet
         extra_model_classes=(MeterForVisualReasoning, MeterForVisualEntailment),
-        objectives={"pretraining": _pretraining_objective},
+        # the shared ITM objective plus the rank score the matching and retrieval pipelines read
+        objectives={"itm": _itm_objective, "pretraining": _pretraining_objective},
         image_processor_class=MeterImageProcessor,
         processor_class=MeterProcessor,
         pipelines=("vlzoo-visual-question-answering", "image-text-matching", "image-text-retrieval"),

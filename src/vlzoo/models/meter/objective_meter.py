@@ -19,7 +19,7 @@ from vlzoo.training.objectives.common import (
 from vlzoo.training.objectives.itm_objective import ItmObjective
 from vlzoo.training.objectives.mlm_objective import IGNORE_INDEX, MlmObjective
 
-__all__ = ["SIMILARITY_PREFIX", "MeterPretrainingObjective"]
+__all__ = ["SIMILARITY_PREFIX", "MeterItmObjective", "MeterPretrainingObjective"]
 
 # Batch keys holding the dual encoder's own processor outputs (its tokenizer and resolution, not METER's).
 SIMILARITY_PREFIX = "similarity."
@@ -171,6 +171,53 @@ class MeterPretrainingObjective(EpochKeyed):
         results = {"eval_loss": self.mlm_weight * mlm["eval_loss"] + self.itm_weight * itm["eval_loss"]}
         results["eval_mlm_loss"], results["eval_itm_loss"] = mlm.pop("eval_loss"), itm.pop("eval_loss")
         return {**results, **mlm, **itm}
+
+
+class MeterItmObjective(ItmObjective):
+    """`ItmObjective` for `MeterForImageTextRetrieval`, which also trains the rank score the pipelines read.
+
+    The retrieval model has two heads on the same pooled features: `itm_logits` (the ITM head) and `logits`, the
+    rank score `rank_output` that METER's retrieval fine-tuning trains and that the `image-text-matching` and
+    `image-text-retrieval` pipelines score pairs by. The shared objective trains the ITM head only, which would leave
+    the rank score as initialised; here the same pairs (matched, then mismatched) also train it with binary
+    cross-entropy, `itm_loss + rank_weight * BCE(logits, matched)`, so a positive rank score means "matches". Models
+    without a rank score (`MeterForPreTraining`) get the shared loss alone. Evaluation is the shared one (ITM head).
+
+    Args:
+        processor, **options: as `ItmObjective`.
+        rank_weight: weight of the rank score's loss (0 = the shared objective).
+    """
+
+    def __init__(self, processor: Any, *, rank_weight: float = 1.0, **options: Any):
+        super().__init__(processor, **options)
+        if isinstance(rank_weight, bool) or not isinstance(rank_weight, Real) or rank_weight < 0:
+            raise ValueError(f"rank_weight must be a number >= 0, got {rank_weight!r}.")
+        self.rank_weight = float(rank_weight)
+        self._rank_scores: list[torch.Tensor] = []
+
+    def compute_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        self._rank_scores = []
+        loss = super().compute_loss(model, batch)
+        if not self.rank_weight or not self._rank_scores:
+            return loss
+        scores = self._rank_scores.pop()
+        # ItmObjective puts the batch's matched pairs first, then the mismatched ones
+        labels = torch.zeros_like(scores)
+        labels[: batch["input_ids"].shape[0]] = 1
+        return loss + self.rank_weight * nn.functional.binary_cross_entropy_with_logits(scores, labels)
+
+    def _logits(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        outputs = model(**inputs)
+        rank = outputs.get("logits") if isinstance(outputs, Mapping) else getattr(outputs, "logits", None)
+        if rank is not None and rank.dim() == 2 and rank.shape[-1] == 1:
+            self._rank_scores.append(rank[:, 0].float())
+        itm_logits = (
+            outputs.get("itm_logits") if isinstance(outputs, Mapping) else getattr(outputs, "itm_logits", None)
+        )
+        pairs = inputs["input_ids"].shape[0]
+        if itm_logits is None or itm_logits.shape != (pairs, 2):
+            raise ValueError(f"the model must return itm_logits of shape [{pairs}, 2] (not matched, matched).")
+        return itm_logits
 
 
 def _split(batch: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
