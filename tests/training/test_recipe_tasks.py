@@ -116,3 +116,21 @@ def test_train_vqa_builds_the_answer_vocabulary_from_the_training_rows(toy_vqa_f
     run_training(None, ["model.family=toy_vqa", f"model.config.id2label={answers}", "model.objective={unknown_answers: ignore}",
                         *data, *SHORT, f"training.output_dir={given}"])  # fmt: skip
     assert AutoConfig.from_pretrained(given).id2label == answers
+
+
+def test_float_config_overrides_written_without_a_dot_are_numbers():
+    from transformers import PreTrainedConfig
+
+    from vlzoo.models.ms_clip import MsClipConfig
+    from vlzoo.training.recipe import _floats_as_numbers, build_model_and_processor
+
+    section = load_run_config(
+        None, ["model.config={logit_scale_init_value: 2e0, text_config: {layer_norm_eps: 1e-6}}"]
+    )
+    overrides = section["model"]["config"]
+    assert overrides["text_config"]["layer_norm_eps"] == "1e-6"  # what YAML 1.1 gives
+    numbers = _floats_as_numbers(MsClipConfig.from_preset("b32-yfcc"), overrides, PreTrainedConfig)
+    assert numbers == {"logit_scale_init_value": 2.0, "text_config": {"layer_norm_eps": 1e-6}}
+    assert MsClipConfig.from_preset("b32-yfcc", **numbers).text_config.layer_norm_eps == 1e-6
+    with pytest.raises(ValueError, match=r"model.config.logit_scale_init_value must be a number, got 'big'"):
+        build_model_and_processor({"config": {"logit_scale_init_value": "big"}})

@@ -198,8 +198,9 @@ def build_model_and_processor(model_section: dict[str, Any]):
         raise ValueError(f"family {family.key!r} has no default preset: set model.preset")
     overrides = model_section.get("config") or {}
     try:
-        _check_config_keys(family.config_builder(preset), overrides, "model.config", PreTrainedConfig)
-        config = family.config_builder(preset, **overrides)
+        default = family.config_builder(preset)
+        _check_config_keys(default, overrides, "model.config", PreTrainedConfig)
+        config = family.config_builder(preset, **_floats_as_numbers(default, overrides, PreTrainedConfig))
     except StrictDataclassError as error:
         raise ValueError(f"model.config: {_one_line(error)}") from None
     if family.processor_builder is None:
@@ -253,6 +254,22 @@ def build_objective(model_section: dict[str, Any], family: Any, processor: Any, 
         return family.objective(task, processor, **options)
     except TypeError as error:
         raise ValueError(f"model.objective for task {task!r}: {_one_line(error)}") from None
+
+
+def _floats_as_numbers(default: Any, overrides: dict[str, Any], config_type: type) -> dict[str, Any]:
+    """Overrides of float fields given as strings made numbers: YAML 1.1 reads `1e-12` (no dot) as a string."""
+    result = {}
+    for key, value in overrides.items():
+        field = getattr(default, key, None)
+        if isinstance(field, config_type) and isinstance(value, dict):
+            value = _floats_as_numbers(field, value, config_type)
+        elif isinstance(field, float) and isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"model.config.{key} must be a number, got {value!r}") from None
+        result[key] = value
+    return result
 
 
 def _check_config_keys(default: Any, overrides: dict[str, Any], where: str, config_type: type) -> None:
