@@ -268,10 +268,10 @@ def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(arg) for arg in typing.get_args(annotation))
-    if origin is list:
-        return f"a list of {_type_name(typing.get_args(annotation)[0])}"
-    if origin is dict:
-        return f"a mapping of names to {_type_name(typing.get_args(annotation)[1])}"
+    if origin in (list, dict):
+        item = typing.get_args(annotation)[-1]
+        what = f"items of type {item.__name__}" if isinstance(item, type) else f"items that are {_type_name(item)}"
+        return f"a list of {what}" if origin is list else f"a mapping of names to {what}"
     if annotation is type(None):
         return "null"
     if isinstance(annotation, type) and hasattr(annotation, "__dataclass_fields__"):
@@ -296,9 +296,10 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
             try:
                 return _convert(value, concrete[0], where)
             except CardError as error:
-                if value is None:
+                prefix = f"{where}: expected "  # a nested field's error stays as it is
+                if not str(error).startswith(prefix):
                     raise
-                raise CardError(str(error).replace(" expected ", " expected null or ", 1)) from None
+                raise CardError(f"{prefix}null or {str(error)[len(prefix) :]}") from None
         raise CardError(f"{where}: expected {_type_name(annotation)}, got {_got(value)}")
     if origin is list:
         if not isinstance(value, list):
@@ -334,7 +335,7 @@ def _is_number(value: Any) -> bool:
 def _build(cls: type, data: Any, where: str) -> Any:
     """An instance of the schema dataclass `cls` from a mapping: unknown and missing keys are refused."""
     if not isinstance(data, dict):
-        raise CardError(f"{where}: expected {_type_name(cls)}, got {_got(data)}")
+        raise CardError(f"{where + ': ' if where else ''}expected {_type_name(cls)}, got {_got(data)}")
     hints = typing.get_type_hints(cls)
     known = {item.name: item for item in fields(cls)}
     unknown = [key for key in data if key not in known]
