@@ -777,7 +777,8 @@ def render_model_card(card: CheckpointCard) -> Any:
         template_str=_TEMPLATE,
         generated=_GENERATED.format(family=card.family, variant=card.variant),
         title=_prose(card.name),
-        summary=f"`{card.hub_repo}`: the released original checkpoint converted to a transformers model by vlzoo.",
+        summary=f"`{card.hub_repo}`: the released original checkpoint "
+        + ("converted to a transformers model by vlzoo." if available else "as vlzoo records it, not converted yet."),
         available=available,
         not_available=STATUS_NOT_AVAILABLE[0].upper() + STATUS_NOT_AVAILABLE[1:],
         not_available_reason=_prose(reason),
