@@ -14,6 +14,7 @@ from transformers.pipelines.image_feature_extraction import ImageFeatureExtracti
 from transformers.pipelines.zero_shot_image_classification import ZeroShotImageClassificationPipeline
 from transformers.utils import logging
 
+from .image_captioning import IMAGE_CAPTIONING_TASK, ImageCaptioningPipeline
 from .image_inputs import (
     CheckedImageFeatureExtractionPipeline,
     CheckedZeroShotImageClassificationPipeline,
@@ -24,6 +25,7 @@ from .image_text_retrieval import ImageTextRetrievalPipeline
 from .saved_architecture import SavedArchitecture
 from .task_heads import (
     HEAD_AUTO_CLASSES,
+    AutoModelForImageCaptioning,
     AutoModelForImageTextMatching,
     AutoModelForVisualGrounding,
     register_head_model,
@@ -40,6 +42,7 @@ PIPELINE_TASKS: dict[str, type[Pipeline]] = {
     IMAGE_TEXT_MATCHING_TASK: ImageTextMatchingPipeline,
     VQA_TASK: VisualQuestionAnsweringPipeline,
     VISUAL_GROUNDING_TASK: VisualGroundingPipeline,
+    IMAGE_CAPTIONING_TASK: ImageCaptioningPipeline,
 }
 # vlzoo's tasks -> the Auto classes `pipeline(task, model=FOLDER)` tries, in order. Retrieval loads the class the folder
 # was saved from (a dual encoder or a cross-encoder with its head), else tries the matching head, then AutoModel.
@@ -48,6 +51,7 @@ PIPELINE_MODEL_CLASSES: dict[str, tuple[type, ...]] = {
     IMAGE_TEXT_MATCHING_TASK: (AutoModelForImageTextMatching,),
     VQA_TASK: (AutoModelForVisualQuestionAnswering,),
     VISUAL_GROUNDING_TASK: (AutoModelForVisualGrounding,),
+    IMAGE_CAPTIONING_TASK: (AutoModelForImageCaptioning,),
 }
 # transformers' task -> (its pipeline class, the subclass that checks images with the image processor's rule)
 CHECKED_TRANSFORMERS_TASKS = {
@@ -114,16 +118,19 @@ def register_pipelines(tasks: Iterable[str] | None = None) -> None:
 __all__ = [
     "CHECKED_TRANSFORMERS_TASKS",
     "HEAD_AUTO_CLASSES",
+    "IMAGE_CAPTIONING_TASK",
     "IMAGE_TEXT_MATCHING_TASK",
     "IMAGE_TEXT_RETRIEVAL_TASK",
     "PIPELINE_MODEL_CLASSES",
     "PIPELINE_TASKS",
     "VISUAL_GROUNDING_TASK",
     "VQA_TASK",
+    "AutoModelForImageCaptioning",
     "AutoModelForImageTextMatching",
     "AutoModelForVisualGrounding",
     "CheckedImageFeatureExtractionPipeline",
     "CheckedZeroShotImageClassificationPipeline",
+    "ImageCaptioningPipeline",
     "ImageTextMatchingPipeline",
     "ImageTextRetrievalPipeline",
     "VisualGroundingPipeline",

@@ -20,6 +20,7 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 __all__ = [
     "HEAD_AUTO_CLASSES",
     "ITM_SCORE_OUTPUTS",
+    "AutoModelForImageCaptioning",
     "AutoModelForImageTextMatching",
     "AutoModelForVisualGrounding",
     "check_head",
@@ -46,16 +47,25 @@ class AutoModelForVisualGrounding(_BaseAutoModelClass):
     _model_mapping = _LazyAutoMapping(CONFIG_MAPPING_NAMES, OrderedDict())
 
 
+class AutoModelForImageCaptioning(_BaseAutoModelClass):
+    """Auto class of captioning heads: `generate(pixel_values, ...)` returns caption token ids (transformers'
+    `image-text-to-text` pipeline needs chat-style `GenerationMixin` models with a text prompt)."""
+
+    _model_mapping = _LazyAutoMapping(CONFIG_MAPPING_NAMES, OrderedDict())
+
+
 # Head key (the task keys of vlzoo.training.objectives.OBJECTIVES) -> the Auto class its models register with.
 HEAD_AUTO_CLASSES: dict[str, type[_BaseAutoModelClass]] = {
     "vqa": AutoModelForVisualQuestionAnswering,
     "itm": AutoModelForImageTextMatching,
     "grounding": AutoModelForVisualGrounding,
+    "captioning": AutoModelForImageCaptioning,
 }
 _HEAD_DESCRIPTIONS = {
     "vqa": "a VQA head (`logits` [batch, num_labels] over `config.id2label`)",
     "itm": "an image-text matching head (`itm_logits` [batch, 2], index 1 = match)",
     "grounding": "a grounding head (`pred_boxes` [batch, 4], normalised cx, cy, w, h)",
+    "captioning": "a captioning head (`generate(pixel_values, ...)` returning caption token ids)",
 }
 # How a match score is read from an ITM head's output. A model picks another rule than the default `itm_logits`
 # with the class attribute `itm_score_output` (METER's retrieval model: its rank score "logits").
@@ -72,7 +82,7 @@ def _check_head_key(head: str) -> type[_BaseAutoModelClass]:
 
 
 def register_head_model(head: str, config_class: type[PreTrainedConfig], model_class: type[PreTrainedModel]) -> None:
-    """Register `model_class` as the `head` model ("vqa", "itm" or "grounding") of `config_class` (idempotent)."""
+    """Register `model_class` as the `head` model ("vqa", "itm", "grounding" or "captioning") of `config_class` (idempotent)."""
     _check_head_key(head).register(config_class, model_class, exist_ok=True)
 
 

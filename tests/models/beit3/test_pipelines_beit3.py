@@ -73,3 +73,31 @@ def test_image_classification_pipeline(tmp_path: Path):
     TESTER.tiny_processor().image_processor.save_pretrained(folder)
     results = pipeline("image-classification", model=str(folder))(IMAGE, top_k=2)
     assert len(results) == 2 and results[0]["label"].startswith("answer_")
+
+
+def test_nlvr2_documented_model_call():
+    """NLVR2 has no pipeline: the class docstring's example runs as written, and the processor call it describes
+    (two images of a pair as a batch of two, then `view(1, 2, ...)`) is the pair the model expects."""
+    import doctest
+
+    from vlzoo.models.beit3.modeling_beit3 import Beit3ForVisualReasoning
+
+    # the example sits in a markdown code fence (transformers' docstring style): the fence lines are not output
+    text = "\n".join(line for line in Beit3ForVisualReasoning.__doc__.splitlines() if line.strip() != "```")
+    example = doctest.DocTestParser().get_doctest(text, {}, "Beit3ForVisualReasoning", None, 0)
+    result = doctest.DocTestRunner().run(example)
+    assert result.attempted >= 5 and result.failed == 0
+    torch.manual_seed(0)
+    model = Beit3ForVisualReasoning(tiny_config(id2label={0: "False", 1: "True"}, label2id={"False": 0, "True": 1}))
+    processor = TESTER.tiny_processor()
+    left, right = IMAGE, Image.new("RGB", (30, 50), (10, 200, 10))
+    inputs = processor(images=[left, right], text="the left image is red")
+    pair = inputs["pixel_values"].view(1, 2, *inputs["pixel_values"].shape[1:])
+    separate = torch.stack([processor(images=[image])["pixel_values"][0] for image in (left, right)])[None]
+    assert torch.equal(pair, separate)
+    with torch.no_grad():
+        logits = model.eval()(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                              pixel_values=pair).logits  # fmt: skip
+        swapped = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                        pixel_values=pair.flip(1)).logits  # fmt: skip
+    assert logits.shape == (1, 2) and not torch.allclose(logits, swapped)

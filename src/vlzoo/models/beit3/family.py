@@ -82,6 +82,7 @@ def build_family() -> Family:
             "image-feature-extraction",
             "image-text-retrieval",
             "vlzoo-visual-question-answering",
+            "vlzoo-image-captioning",
             "image-classification",
         ),
         exports=(

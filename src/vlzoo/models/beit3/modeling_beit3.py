@@ -603,7 +603,27 @@ class Beit3ForVisualReasoning(Beit3PreTrainedModel):
     `pixel_values` is `[batch, 2, 3, size, size]`. Both images are paired with the same text in one joint pass of
     the doubled batch; per image the vision class token (index 0) and the text's first token (index
     `num_vision_tokens`) are taken, giving `[vis_a, txt_a, vis_b, txt_b]` (4D) for `classifier`. `labels` are class
-    ids `[batch]` (cross-entropy).
+    ids `[batch]` (cross-entropy); class 1 = the statement is true (the original NLVR2 index maps "True" to 1).
+
+    NLVR2 has no pipeline: call the model. The processor encodes the two images of a pair as a batch of two, which
+    becomes one pair with `view(1, 2, ...)` (with a converted model, `processor(images=[left, right], text=statement)`).
+
+    Example:
+    ```python
+    >>> import torch
+    >>> from vlzoo import Beit3Config, Beit3ForVisualReasoning
+    >>> config = Beit3Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+    ...     vocab_size=99, image_size=32, patch_size=16, mask_token_id=98)
+    >>> model = Beit3ForVisualReasoning(config).eval()
+    >>> inputs = {"input_ids": torch.tensor([[0, 5, 7, 2]]), "attention_mask": torch.ones(1, 4, dtype=torch.long),
+    ...     "pixel_values": torch.randn(2, 3, 32, 32)}  # as processor(images=[left, right], text=statement) returns
+    >>> pixel_values = inputs["pixel_values"].view(1, 2, *inputs["pixel_values"].shape[1:])  # [pairs, 2, 3, H, W]
+    >>> with torch.no_grad():
+    ...     logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+    ...         pixel_values=pixel_values).logits
+    >>> logits.shape, logits.softmax(-1)[0, 1].item() <= 1.0  # probability that the statement holds
+    (torch.Size([1, 2]), True)
+    ```
     """
 
     def __init__(self, config: Beit3Config):
