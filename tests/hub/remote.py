@@ -12,16 +12,23 @@ RUNNER = Path(__file__).with_name("remote_loader.py")
 TIMEOUT = 300
 
 
-def run_remote(checks: list[dict], tmp_path: Path, env_overrides: dict[str, str | None] | None = None) -> dict:
+def run_remote(
+    checks: list[dict],
+    tmp_path: Path,
+    env_overrides: dict[str, str | None] | None = None,
+    *,
+    block_vlzoo: bool = True,
+) -> dict:
     """Run `checks` in a fresh interpreter without vlzoo; returns its environment report and one result per check.
 
     The interpreter starts isolated (`-I`: no PYTHONPATH, no script folder on the path) in a folder outside the
     repository, with its own module cache and stdin from /dev/null; `env_overrides` sets (or, with None, removes)
-    further variables.
+    further variables. With `block_vlzoo=False` the installed vlzoo is imported there instead.
     """
+    tmp_path.mkdir(parents=True, exist_ok=True)
     spec = tmp_path / "spec.json"
     results = tmp_path / "results.json"
-    spec.write_text(json.dumps({"checks": checks, "results": str(results)}))
+    spec.write_text(json.dumps({"checks": checks, "results": str(results), "block_vlzoo": block_vlzoo}))
     cwd = tmp_path / "elsewhere"
     cwd.mkdir(exist_ok=True)
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
@@ -48,8 +55,9 @@ def run_remote(checks: list[dict], tmp_path: Path, env_overrides: dict[str, str 
     assert done.returncode == 0 and results.is_file(), done.stdout[-4000:]
     report = json.loads(results.read_text())
     environment = report["environment"]
-    assert environment["find_spec"].startswith("ImportError"), environment
-    assert environment["vlzoo_modules"] == [], environment
+    if block_vlzoo:
+        assert environment["find_spec"].startswith("ImportError"), environment
+        assert environment["vlzoo_modules"] == [], environment
     return report
 
 

@@ -1,13 +1,18 @@
-"""Loads saved folders with `trust_remote_code=True` in an interpreter where `import vlzoo` raises.
+"""Loads saved folders (or Hub repositories) with `trust_remote_code=True` in an interpreter where `import vlzoo`
+raises.
 
-Run as `python -I remote_loader.py SPEC.json` (a fresh interpreter, started by tests/hub/test_remote_code.py). The
-spec lists checks; each one's result (class loaded, error, outputs written to files) goes to the spec's `results`
-file, and the test compares them with what the installed vlzoo gives. This file imports nothing of vlzoo or of the
-tests, so the test may import `flatten_outputs` and `to_plain` from it as well.
+Run as `python -I remote_loader.py SPEC.json` (a fresh interpreter, started by tests/hub/remote.py). The spec lists
+checks; each one's result (class loaded, error, outputs written to files) goes to the spec's `results` file, and
+the tests compare them with what the installed vlzoo gives. With `"block_vlzoo": false` vlzoo is imported instead
+(a check may then run its command line). This file imports nothing of vlzoo or of the tests at module level, so
+the tests may import `flatten_outputs` and `to_plain` from it as well.
 """
 
+import contextlib
+import importlib
 import importlib.abc
 import importlib.util
+import io
 import json
 import pickle
 import sys
@@ -55,7 +60,12 @@ def _run(check: dict) -> dict:
     import transformers
     from safetensors.torch import load_file, save_file
 
-    kind, folder = check["kind"], check["folder"]
+    kind, folder = check["kind"], check.get("folder")
+    if kind == "cli":
+        output, errors = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(errors):
+            status = importlib.import_module("vlzoo.cli").main(check["argv"])
+        return {"status": status, "stdout": output.getvalue(), "stderr": errors.getvalue()}
     if kind == "untrusted":
         try:
             getattr(transformers, check["auto"]).from_pretrained(folder)
@@ -66,7 +76,8 @@ def _run(check: dict) -> dict:
         pipe = transformers.pipeline(check["task"], model=folder, trust_remote_code=True)
         result = pipe(*check["args"], **check["kwargs"])
         return {"class": type(pipe.model).__name__, "module": type(pipe.model).__module__, "result": to_plain(result)}
-    loaded = getattr(transformers, check["auto"]).from_pretrained(folder, trust_remote_code=True)
+    trust = check.get("trust", True)
+    loaded = getattr(transformers, check["auto"]).from_pretrained(folder, trust_remote_code=trust)
     found = {"class": type(loaded).__name__, "module": type(loaded).__module__}
     if kind == "model":
         loaded.eval()
@@ -88,9 +99,12 @@ def _run(check: dict) -> dict:
 
 
 def main(spec_path: str) -> int:
-    sys.meta_path.insert(0, _BlockVlzoo())
     with open(spec_path, encoding="utf-8") as handle:
         spec = json.load(handle)
+    if spec.get("block_vlzoo", True):
+        sys.meta_path.insert(0, _BlockVlzoo())
+    else:
+        importlib.import_module("vlzoo")
     environment = {}
     try:
         importlib.util.find_spec("vlzoo")
