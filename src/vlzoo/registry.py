@@ -69,9 +69,19 @@ def _zero_shot_on_shapes(model_dir: str | Path, *, num_test: int, image_size: in
     return evaluate_zero_shot_on_shapes(model_dir, num_test=num_test, image_size=image_size)
 
 
+def _grounding_on_shapes(model_dir: str | Path, *, num_test: int, image_size: int) -> float:
+    from .data import load_shapes, task_dataset
+    from .evaluation.grounding import evaluate_grounding
+
+    test = load_shapes(num_train=1, num_validation=1, num_test=num_test, image_size=image_size)["test"]
+    return evaluate_grounding(model_dir, task_dataset(test, "grounding")).accuracy
+
+
 # The evaluation of a task when the family declares none of its own.
 DEFAULT_EVALUATIONS: dict[str, TaskEvaluation] = {
     "contrastive": TaskEvaluation("zero-shot accuracy", "shapes/test", _zero_shot_on_shapes),
+    # TransVG's Acc@0.5 (IoU on the padded canvas) of the visual-grounding pipeline's boxes
+    "grounding": TaskEvaluation("grounding Acc@0.5", "shapes/test referring expressions", _grounding_on_shapes),
 }
 
 

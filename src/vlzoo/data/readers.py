@@ -242,7 +242,12 @@ def _load_refs(path: Path) -> list:
 
 
 def read_refcoco(
-    refs_path: PathLike, instances_path: PathLike, image_dir: PathLike, *, split: str = "train"
+    refs_path: PathLike,
+    instances_path: PathLike,
+    image_dir: PathLike,
+    *,
+    split: str = "train",
+    integer_boxes: bool = False,
 ) -> datasets.Dataset:
     """RefCOCO/RefCOCO+/RefCOCOg referring expressions into the shared schema, one example per image.
 
@@ -251,8 +256,14 @@ def read_refcoco(
     `split` matches ("validation" also matches "val"). `instances_path` is COCO-style JSON: image file names come
     from its `images`, boxes from its `annotations` (`[x, y, w, h]`, converted to xyxy). `objects` gets one entry
     per (ref, sentence) with `expression` = the sentence, `shape` = the COCO category name (empty when unknown)
-    and empty `color` and `size`; other columns are empty.
+    and empty `color` and `size`; other columns are empty. `integer_boxes=True` truncates `x, y, w, h` to ints
+    before `x + w`, `y + h`, as TransVG's data loader does (its published accuracies are measured on those boxes).
+
+    Grounding rows for `vlzoo.training.train` or `vlzoo.evaluation.grounding.evaluate_grounding` are
+    `vlzoo.data.task_dataset(read_refcoco(...), "grounding")`.
     """
+    if not isinstance(integer_boxes, bool):
+        raise TypeError(f"integer_boxes must be a bool, got {type(integer_boxes).__name__}")
     path = Path(refs_path)
     refs = _load_refs(path)
     instances = _require(
@@ -284,7 +295,7 @@ def read_refcoco(
         image = images.get(ref["image_id"])
         if image is None:
             raise ValueError(f"{path.name} ref {index}: image_id {ref['image_id']!r} is not in instances_path")
-        x, y, w, h = (float(v) for v in annotation["bbox"])
+        x, y, w, h = (float(int(v)) if integer_boxes else float(v) for v in annotation["bbox"])
         objects = collector.row(image["file_name"])["objects"]
         for sentence in ref["sentences"]:
             sentence = _require(sentence, ["sent"], f"{path.name} ref {index} sentence")
