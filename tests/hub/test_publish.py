@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from tests.common import harness
 from vlzoo.cli import main
 from vlzoo.conversion.output_dir import MARKER_FILE, list_files, write_marker
-from vlzoo.hub import check_publishable, publish, save_with_remote_code
+from vlzoo.hub import RemoteCodeError, check_publishable, publish, save_with_remote_code
 from vlzoo.registry import families
 
 from .local_hub import LocalHub
@@ -167,6 +167,19 @@ def test_an_auto_map_without_its_code_is_refused_without_remote_code(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"{modeling}.py is not in the folder"):
         check_publishable(tmp_path / "out", remote_code=False)
     check_publishable(tmp_path / "out")  # with remote code the code is written anew
+
+
+def test_remote_code_is_refused_for_models_of_other_libraries(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "clip"}))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    (tmp_path / "tokenizer_config.json").write_text("{}")
+    with pytest.raises(RemoteCodeError, match=r"which no vlzoo family has.*\(--no-remote-code\)"):
+        check_publishable(tmp_path)
+    assert check_publishable(tmp_path, remote_code=False) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer_config.json",
+    ]
 
 
 @pytest.mark.parametrize("repo_id", ["no-organisation", "a/b/c", "org/bad name", ""])

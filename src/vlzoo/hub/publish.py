@@ -21,8 +21,10 @@ from .remote_code import (
     PROCESSOR_FILE,
     TOKENIZER_FILE,
     RemoteCode,
+    RemoteCodeError,
     _read_json,
     add_remote_code,
+    family_of_folder,
 )
 
 logger = logging.get_logger(__name__)
@@ -113,7 +115,7 @@ def _check_processor_files(folder: Path, model_type: str) -> None:
         needed = [what for what, cls in declared.items() if cls is not None and not present[what]]
     if needed:
         raise FileNotFoundError(
-            f"folder {folder} has no {' or '.join(needed)} files ({PROCESSOR_FILE}, {IMAGE_PROCESSOR_FILE}, "
+            f"folder {folder} has no {', '.join(needed)} files ({PROCESSOR_FILE}, {IMAGE_PROCESSOR_FILE}, "
             f"{TOKENIZER_FILE}): save the processor into it with processor.save_pretrained(folder)"
         )
 
@@ -162,12 +164,13 @@ def check_publishable(folder: str | Path, *, remote_code: bool = True) -> list[s
     """Refuse a folder that is not a complete model folder; returns the files that would be uploaded.
 
     A complete folder holds config.json, safetensors weights (one file or an index with its shards), the processor
-    files its family declares, and, when present, a README.md whose metadata parses. Without `remote_code`, every
-    `auto_map` entry must name a module file of the folder.
+    files its family declares, and, when present, a README.md whose metadata parses. With `remote_code` the model
+    must be a vlzoo family's; without, every `auto_map` entry must name a module file of the folder.
 
     Raises:
         FileNotFoundError: the folder or one of those files is missing.
-        ValueError: a file is unreadable, or the card metadata is invalid.
+        ValueError: a file is unreadable, the card metadata is invalid, or (`RemoteCodeError`) remote code is asked
+            for a model of another library.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -181,7 +184,12 @@ def check_publishable(folder: str | Path, *, remote_code: bool = True) -> list[s
     _check_weights(folder)
     _check_processor_files(folder, model_type)
     _check_card(folder)
-    if not remote_code:
+    if remote_code:
+        try:
+            family_of_folder(folder)
+        except RemoteCodeError as error:
+            raise RemoteCodeError(f"{error}; publish it without remote code (--no-remote-code)") from None
+    else:
         _check_auto_maps(folder)
     return _files_to_upload(folder)
 
