@@ -143,7 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demos = _demo_families()
     default_demo = demos[0].key if demos else "none"
-    listing = "\n".join(f"  {family.key} ({family.name}): {family.demo.description}" for family in demos) or "  none"
+    listing = "\n".join(
+        f"  {' | '.join((family.key, *family.demo.aliases))} ({family.name}): {family.demo.description}"
+        for family in demos
+    )
+    listing = listing or "  none"
     demo = commands.add_parser(
         "demo",
         help=f"train a family's small demo models on shapes and compare them (default: {default_demo})",
@@ -160,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "family",
         nargs="?",
-        choices=[family.key for family in demos],
-        help=f"the family whose demo runs (default: {default_demo})",
+        choices=[name for family in demos for name in (family.key, *family.demo.aliases)],
+        help=f"the family whose demo runs, or its demo's alias (default: {default_demo})",
     )
     demo.add_argument(
         "--output-dir", default="vlzoo-demo", help="where the models and the figure go (absent or empty)"

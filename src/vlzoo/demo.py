@@ -22,12 +22,16 @@ def demo_families() -> list[Family]:
 
 
 def demo_family(key: str | None = None) -> Family:
-    """The family `vlzoo demo` runs for `key` (None: the first family with a demo); a ValueError lists the valid ones."""
+    """The family `vlzoo demo` runs for `key`, a family key or one of its demo's aliases (None: the first family with
+    a demo); a ValueError lists the valid ones."""
     available = demo_families()
     if key is None:
         if not available:
             raise ValueError("no registered family has a demo")
         return available[0]
+    aliased = [family for family in available if key in family.demo.aliases]
+    if aliased and key not in {family.key for family in families()}:
+        return aliased[0]
     family = get_family(key)
     if family.demo is None:
         raise ValueError(

@@ -122,6 +122,7 @@ class DemoSpec:
         training: `max_steps -> TrainingArguments fields` besides output_dir, max_steps, batch size and seed.
         max_steps, batch_size, num_train, num_test: the default budget (optimizer steps per model, examples per
             step, training scenes, test scenes).
+        aliases: other names `vlzoo demo NAME` accepts for this demo (e.g. "grounding"), never a family key.
     """
 
     description: str
@@ -140,6 +141,7 @@ class DemoSpec:
     batch_size: int = 64
     num_train: int = 6000
     num_test: int = 500
+    aliases: tuple[str, ...] = ()
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -157,6 +159,8 @@ class DemoSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"DemoSpec.{name} must be an int >= 1, got {value!r}")
+        if not isinstance(self.aliases, tuple) or not all(isinstance(a, str) and _KEY.match(a) for a in self.aliases):
+            raise ValueError(f"DemoSpec.aliases must be a tuple of lowercase names, got {self.aliases!r}")
 
 
 @dataclass(frozen=True)
