@@ -6,7 +6,8 @@ from typing import Any
 from transformers import BertTokenizer
 from transformers.processing_utils import ProcessorMixin
 
-from ...processing.bert_vocab import bert_uncased_vocab
+from vlzoo.processing.bert_vocab import bert_uncased_vocab
+
 from .configuration_flava import FlavaConfig
 from .image_processing_flava import VlzooFlavaImageProcessor
 

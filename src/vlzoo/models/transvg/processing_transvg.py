@@ -6,8 +6,9 @@ from transformers import BertTokenizer, PreTrainedConfig
 from transformers.processing_utils import ProcessorMixin
 from transformers.utils import logging
 
-from ...processing.bert_vocab import BERT_UNCASED_VOCAB_SIZE
-from ...processing.bert_vocab import bert_uncased_tokenizer as shared_bert_uncased_tokenizer
+from vlzoo.processing.bert_vocab import BERT_UNCASED_VOCAB_SIZE
+from vlzoo.processing.bert_vocab import bert_uncased_tokenizer as shared_bert_uncased_tokenizer
+
 from .image_processing_transvg import TransvgImageProcessor
 
 __all__ = ["BERT_UNCASED_VOCAB_SIZE", "TransvgProcessor", "bert_uncased_tokenizer"]
