@@ -54,8 +54,8 @@ _FIXED_OPTION_REASONS = {
     "device": "processing runs on the CPU; move the returned pixel_values with .to(device)",
     "image_seq_length": "the processor inserts no image tokens",
 }
-# Keys that transformers writes into saved image-processor configs.
-_SAVED_METADATA_KEYS = ("image_processor_type", "processor_class", "feature_extractor_type", "backend")
+# Keys transformers writes into a saved image processor config (`auto_map` in remote-code folders): accepted, not kept.
+_SAVED_METADATA_KEYS = ("image_processor_type", "processor_class", "feature_extractor_type", "backend", "auto_map")
 _SIZE_KEYS = ({"shortest_edge"}, {"height", "width"})
 
 
