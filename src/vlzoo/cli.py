@@ -125,7 +125,7 @@ def _publish(args: argparse.Namespace) -> int:
     from .hub import publish
 
     result = publish(args.folder, args.repo_id, private=args.private, remote_code=not args.no_remote_code)
-    code = f", with remote code ({len(result.remote_code.files)} modules)" if result.remote_code else ""
+    code = f", with remote code ({len(result.remote_code)} modules)" if result.remote_code else ""
     print(f"published {len(result.files)} files to {result.url} (commit {result.commit[:12]}){code}")
     return 0
 

@@ -89,7 +89,9 @@ def test_publish_uploads_the_folder_with_remote_code_and_it_loads_back(folder, t
         results = run_remote(checks, tmp_path / "with-vlzoo", env, block_vlzoo=False)["results"]
         published, plain = results[0], results[1]
         assert published["ok"] and published["status"] == 0, published
-        assert f"to {hub.endpoint}/{REPO_ID} " in published["stdout"] and "with remote code" in published["stdout"]
+        code = [name for name in expected if name.endswith(".py")]
+        assert f"published {len(expected)} files to {hub.endpoint}/{REPO_ID} " in published["stdout"]
+        assert f"with remote code ({len(code)} modules)" in published["stdout"]
         assert plain["ok"] and plain["status"] == 0, plain
         assert "remote code" not in plain["stdout"]
 

@@ -20,7 +20,6 @@ from .remote_code import (
     IMAGE_PROCESSOR_FILE,
     PROCESSOR_FILE,
     TOKENIZER_FILE,
-    RemoteCode,
     RemoteCodeError,
     _read_json,
     add_remote_code,
@@ -48,14 +47,14 @@ class PublishResult:
         url: the repository's URL on the endpoint.
         commit: the id of the commit that holds the upload.
         files: the paths uploaded, sorted.
-        remote_code: what was bundled, or None with `remote_code=False`.
+        remote_code: the Python files bundled into the upload (empty with `remote_code=False`).
     """
 
     repo_id: str
     url: str
     commit: str
     files: tuple[str, ...]
-    remote_code: RemoteCode | None
+    remote_code: tuple[str, ...] = ()
 
 
 def _files_to_upload(folder: Path) -> list[str]:
@@ -271,15 +270,11 @@ def publish(
             commit_message=commit_message or f"Upload with vlzoo {__version__}",
             ignore_patterns=list(_NOT_UPLOADED),
         )
-    if bundled is not None:
-        bundled = RemoteCode(
-            folder=folder, family=bundled.family, modules=bundled.modules, auto_maps=bundled.auto_maps
-        )
     logger.info(f"Published {len(uploaded)} files of {folder} to {url}")
     return PublishResult(
         repo_id=repo_id,
         url=str(url),
         commit=getattr(commit, "oid", None) or str(commit),
         files=tuple(uploaded),
-        remote_code=bundled,
+        remote_code=tuple(bundled.files) if bundled is not None else (),
     )
