@@ -1,7 +1,7 @@
 """Remote code: every registered family's saved folder loads in an interpreter where `import vlzoo` raises.
 
-For each family (parametrized over the registry, with its tester's tiny configurations and processor) the folders
-are written by `save_with_remote_code`; one fresh interpreter (PYTHONPATH unset, cwd outside the repository, its
+For each family (parametrized over the registry, with the first of its tester's tiny configurations and its tiny
+processor) the folders are written by `save_with_remote_code`; one fresh interpreter (PYTHONPATH unset, cwd outside the repository, its
 own HF_MODULES_CACHE, stdin from /dev/null, vlzoo blocked by a `sys.meta_path` finder) loads every family's folders
 with `trust_remote_code=True` through AutoConfig, AutoModel, the AutoModelFor... classes of the folder's auto_map,
 AutoProcessor, AutoImageProcessor, AutoTokenizer and the family's transformers pipelines; the results must equal

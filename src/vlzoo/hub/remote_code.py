@@ -22,6 +22,7 @@ import importlib
 import io
 import json
 import os
+import tempfile
 import tokenize
 import uuid
 from collections.abc import Iterable, Mapping
@@ -334,8 +335,6 @@ def _write_json(path: Path, data: dict) -> None:
 def _check_sources(sources: Mapping[str, str], forbidden: Iterable[str]) -> None:
     """Read the files to write the way transformers will: no import of `forbidden` packages left (vlzoo, the
     family's own), and every relative import one of the files."""
-    import tempfile
-
     from transformers.dynamic_module_utils import get_imports, get_relative_imports
 
     present = {Path(name).stem for name in sources}
