@@ -3,7 +3,8 @@
 import copy
 
 from huggingface_hub.dataclasses import strict
-from transformers import CLIPVisionConfig, PreTrainedConfig, RobertaConfig
+from transformers import AutoConfig, CLIPVisionConfig, PreTrainedConfig, RobertaConfig, SwinConfig
+from transformers.configuration_utils import SubConfigSpec
 
 from vlzoo.layers.config_checks import (
     require_divisible,
@@ -24,6 +25,21 @@ VISION_DEFAULTS = {
     "image_size": 288,
     "patch_size": 16,
     "hidden_act": "quick_gelu",
+    "layer_norm_eps": 1e-5,
+}
+# The Swin-B tower of `meter_swinbase_384_roberta_pretrain.ckpt` (timm `swin_base_patch4_window12_384_in22k`):
+# transformers' `SwinModel` computes what the original's does, its final LayerNorm on every token.
+SWIN_DEFAULTS = {
+    "model_type": "swin",
+    "image_size": 384,
+    "patch_size": 4,
+    "embed_dim": 128,
+    "depths": [2, 2, 18, 2],
+    "num_heads": [4, 8, 16, 32],
+    "window_size": 12,
+    "mlp_ratio": 4.0,
+    "qkv_bias": True,
+    "hidden_act": "gelu",
     "layer_norm_eps": 1e-5,
 }
 # METER's text tower: roberta-base (meter.md §2.2).
@@ -60,13 +76,20 @@ PRESETS: dict[str, dict] = {
     "clip16-288-snli": {"vision_config": {"image_size": 384}, **_labels(SNLI_LABELS)},
     "clip16-288-flickr": {"vision_config": {"image_size": 384}},
     "clip16-288-coco": {"vision_config": {"image_size": 384}},
+    "swin-384-pretrain": {"vision_config": {"model_type": "swin"}},
 }
 
 
 def _with_defaults(value, defaults: dict, cls: type) -> object:
-    """A sub-config: None gives METER's tower, a dict updates METER's tower (not the transformers class default)."""
+    """A sub-config: None gives METER's tower, a dict updates METER's tower (not the transformers class default).
+
+    A vision dict with `"model_type": "swin"` (or a `SwinConfig`) is the Swin tower, updated from `SWIN_DEFAULTS`."""
     if value is None:
         return dict(defaults)
+    if cls is CLIPVisionConfig and (
+        isinstance(value, SwinConfig) or (isinstance(value, dict) and value.get("model_type") == "swin")
+    ):
+        return value if isinstance(value, SwinConfig) else {**SWIN_DEFAULTS, **value}
     if isinstance(value, dict):
         merged = {**defaults, **value}
         if cls is CLIPVisionConfig and "hidden_size" in value and "num_attention_heads" not in value:
@@ -89,10 +112,14 @@ class MeterConfig(PreTrainedConfig):
     LayerNorm eps 1e-12 while both towers use 1e-5; the two streams are updated in parallel (both layer-i blocks
     read the layer-(i-1) outputs); the modality token-type embeddings are added after the projections.
 
+    The Swin-B variant (`swin-384-pretrain`) has a transformers `SwinConfig` as `vision_config`: its image stream
+    has no class token, so the image pooler reads the mean of the fused image tokens (the original's `avgpool`).
+
     Args:
-        vision_config (`dict` or `CLIPVisionConfig`): the CLIP image tower (QuickGELU, eps 1e-5, heads = width // 64).
-            A dict updates METER's tower (ViT-B/16, 11 blocks, 288 px), not transformers' CLIP default; without
-            `num_attention_heads` it gets the released `hidden_size // 64`.
+        vision_config (`dict`, `CLIPVisionConfig` or `SwinConfig`): the CLIP image tower (QuickGELU, eps 1e-5,
+            heads = width // 64). A dict updates METER's tower (ViT-B/16, 11 blocks, 288 px), not transformers' CLIP
+            default; without `num_attention_heads` it gets the released `hidden_size // 64`. A dict with
+            `"model_type": "swin"` updates the Swin-B tower instead (`SWIN_DEFAULTS`).
         text_config (`dict` or `RobertaConfig`): the RoBERTa text tower (roberta-base: eps 1e-5, pad id 1).
         hidden_size (`int`): width H of the co-attention layers (768).
         num_hidden_layers (`int`): co-attention layer pairs (one text and one image layer each; 6).
@@ -110,9 +137,13 @@ class MeterConfig(PreTrainedConfig):
     """
 
     model_type = METER_MODEL_TYPE
-    sub_configs_defaults = {"vision_config": CLIPVisionConfig, "text_config": RobertaConfig}
+    # the vision tower is CLIP's unless the dict names another model type (Swin)
+    sub_configs_defaults = {
+        "vision_config": SubConfigSpec(AutoConfig, model_type="clip_vision_model"),
+        "text_config": RobertaConfig,
+    }
 
-    vision_config: dict | CLIPVisionConfig | None = None
+    vision_config: dict | CLIPVisionConfig | SwinConfig | None = None
     text_config: dict | RobertaConfig | None = None
     hidden_size: int = 768
     num_hidden_layers: int = 6
@@ -140,7 +171,7 @@ class MeterConfig(PreTrainedConfig):
     def validate_architecture(self):
         """Raise a ValueError naming the fields when the towers cannot feed the co-attention layers."""
         vision, text = self.vision_config, self.text_config
-        if not isinstance(vision, CLIPVisionConfig) or not isinstance(text, RobertaConfig):
+        if not isinstance(vision, (CLIPVisionConfig, SwinConfig)) or not isinstance(text, RobertaConfig):
             return
         if vision.image_size < vision.patch_size:
             raise ValueError(
@@ -152,6 +183,11 @@ class MeterConfig(PreTrainedConfig):
                 f"text_config.max_position_embeddings ({text.max_position_embeddings}) leaves no position for a "
                 f"token: RoBERTa positions start at pad_token_id + 1 = {text.pad_token_id + 1}"
             )
+
+    @property
+    def uses_swin(self) -> bool:
+        """Whether the image tower is Swin (no class token: the image pooler reads the mean token)."""
+        return isinstance(self.vision_config, SwinConfig)
 
     @property
     def max_text_length(self) -> int:
@@ -173,4 +209,4 @@ class MeterConfig(PreTrainedConfig):
         return cls(**values)
 
 
-__all__ = ["METER_MODEL_TYPE", "MeterConfig", "PRESETS", "TEXT_DEFAULTS", "VISION_DEFAULTS"]
+__all__ = ["METER_MODEL_TYPE", "MeterConfig", "PRESETS", "SWIN_DEFAULTS", "TEXT_DEFAULTS", "VISION_DEFAULTS"]

@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 _VISUAL = "vit_model.visual"
+_SWIN = "vit_model"
 _RESBLOCKS = f"{_VISUAL}.transformer.resblocks"
 _MAX_SIZE = 1 << 20
 _MAX_LAYERS = 256
@@ -53,6 +54,7 @@ _PRESET_HEADS = {
     "clip16-288-snli": "snli_classifier",
     "clip16-288-flickr": "rank_output",
     "clip16-288-coco": "rank_output",
+    "swin-384-pretrain": "mlm_score",
 }
 
 
@@ -130,6 +132,112 @@ def _int_field(config: Mapping[str, Any], name: str, source: str) -> int | None:
     return value
 
 
+def _clip_vision_config(sd: Mapping[str, torch.Tensor], sacred: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    """The CLIP tower's config (meter.md §2.1) and its width."""
+    (width,) = _shape(sd, f"{_VISUAL}.class_embedding", 1)
+    conv_out, channels, patch, patch_w = _shape(sd, f"{_VISUAL}.conv1.weight", 4)
+    positions, position_width = _shape(sd, f"{_VISUAL}.positional_embedding", 2)
+    _bounded("vision width", width, "class_embedding")
+    _bounded("patch size", patch, "conv1.weight")
+    _same("conv1 output channels", conv_out, "the class_embedding width", width)
+    _same("the positional_embedding width", position_width, "the class_embedding width", width)
+    _same("conv1 kernel width", patch_w, "its height", patch)
+    grid = math.isqrt(max(positions - 1, 0))
+    if grid < 1 or grid * grid + 1 != positions:
+        raise MeterConversionError(
+            f"{_VISUAL}.positional_embedding has {positions} rows; expected a square grid plus a class token"
+        )
+    blocks = _indices(sd, re.escape(_RESBLOCKS) + r"\.(\d{1,6})\.attn\.in_proj_weight$")
+    if not blocks:
+        raise MeterConversionError(f"no CLIP blocks found under {_RESBLOCKS}")
+    _bounded("CLIP depth", len(blocks), _RESBLOCKS, maximum=_MAX_LAYERS)
+    vision_mlp, vision_mlp_in = _shape(sd, f"{_RESBLOCKS}.0.mlp.c_fc.weight", 2)
+    _same("the CLIP MLP input width", vision_mlp_in, "the class_embedding width", width)
+    image_size = patch * grid
+    stored_size = _int_field(sacred, "image_size", "the original config's")
+    if stored_size is not None and stored_size != image_size:
+        if stored_size < patch:
+            raise MeterConversionError(f"the original image_size {stored_size} is below the patch size {patch}")
+        image_size = stored_size - stored_size % patch
+
+    config = {
+        "hidden_size": width,
+        "intermediate_size": vision_mlp,
+        "num_hidden_layers": len(blocks),
+        "num_attention_heads": max(width // 64, 1),  # hard-coded width // 64 in the released code
+        "image_size": image_size,
+        "patch_size": patch,
+        "num_channels": channels,
+    }
+    return config, width
+
+
+def _swin_vision_config(sd: Mapping[str, torch.Tensor], sacred: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    """The Swin tower's config (timm's `SwinTransformer` as METER builds it) and its output width.
+
+    Stages and blocks are counted from the keys, the window from the relative-position tables ((2w - 1)^2 rows, one
+    column per head), the MLP ratio from `fc1`; the resolution from the shifted-window masks the original stores
+    (`attn_mask` [windows, w^2, w^2] of the first stage), else the sacred `image_size`.
+    """
+    embed_dim, channels, patch, patch_w = _shape(sd, f"{_SWIN}.patch_embed.proj.weight", 4)
+    _bounded("Swin width", embed_dim, "patch_embed.proj.weight")
+    _bounded("patch size", patch, "patch_embed.proj.weight")
+    _same("patch_embed kernel width", patch_w, "its height", patch)
+    stages = _indices(sd, re.escape(_SWIN) + r"\.layers\.(\d{1,3})\.blocks\.0\.norm1\.weight$")
+    if not stages:
+        raise MeterConversionError(f"no Swin stages found under {_SWIN}.layers")
+    depths, heads, window = [], [], None
+    for stage in stages:
+        prefix = f"{_SWIN}.layers.{stage}.blocks"
+        blocks = _indices(sd, re.escape(prefix) + r"\.(\d{1,4})\.norm1\.weight$")
+        _bounded("Swin stage depth", len(blocks), prefix, maximum=_MAX_LAYERS)
+        depths.append(len(blocks))
+        rows, stage_heads = _shape(sd, f"{prefix}.0.attn.relative_position_bias_table", 2)
+        side = math.isqrt(rows)
+        if side * side != rows or side % 2 == 0:
+            raise MeterConversionError(
+                f"{prefix}.0.attn.relative_position_bias_table has {rows} rows; expected (2 * window - 1)^2"
+            )
+        heads.append(_bounded("Swin heads", stage_heads, "relative_position_bias_table"))
+        window = (side + 1) // 2 if window is None else window
+    width = embed_dim * 2 ** (len(stages) - 1)
+    _same(
+        "the final Swin LayerNorm width", _shape(sd, f"{_SWIN}.norm.weight", 1)[0], "embed_dim * 2^(stages-1)", width
+    )
+    hidden, _ = _shape(sd, f"{_SWIN}.layers.0.blocks.0.mlp.fc1.weight", 2)
+    image_size = None
+    mask = sd.get(f"{_SWIN}.layers.0.blocks.1.attn_mask")
+    if isinstance(mask, torch.Tensor) and mask.dim() == 3:
+        grid = math.isqrt(mask.shape[0])
+        if grid * grid == mask.shape[0]:
+            image_size = grid * window * patch
+    stored = _int_field(sacred, "image_size", "the original config's")
+    if stored is not None and image_size is not None and stored != image_size:
+        raise MeterConversionError(
+            f"the original image_size {stored} differs from the {image_size} px the Swin masks were built for; "
+            "converting the Swin tower to another resolution is not supported"
+        )
+    image_size = image_size or stored
+    if image_size is None:
+        raise MeterConversionError(
+            "the Swin resolution is neither in the checkpoint's masks nor in its config: pass --original-config "
+            "with sacred_config.image_size"
+        )
+    config = {
+        "model_type": "swin",
+        "image_size": image_size,
+        "patch_size": patch,
+        "num_channels": channels,
+        "embed_dim": embed_dim,
+        "depths": depths,
+        "num_heads": heads,
+        "window_size": window,
+        "mlp_ratio": hidden / embed_dim,
+        "qkv_bias": f"{_SWIN}.layers.0.blocks.0.attn.qkv.bias" in sd,
+    }
+    return config, width
+
+
 def infer_config(
     state_dict: Mapping[str, torch.Tensor],
     *,
@@ -157,32 +265,11 @@ def infer_config(
         )
     sacred = _sacred_config(original_config, extra)
 
-    # image tower (meter.md §2.1)
-    (width,) = _shape(sd, f"{_VISUAL}.class_embedding", 1)
-    conv_out, channels, patch, patch_w = _shape(sd, f"{_VISUAL}.conv1.weight", 4)
-    positions, position_width = _shape(sd, f"{_VISUAL}.positional_embedding", 2)
-    _bounded("vision width", width, "class_embedding")
-    _bounded("patch size", patch, "conv1.weight")
-    _same("conv1 output channels", conv_out, "the class_embedding width", width)
-    _same("the positional_embedding width", position_width, "the class_embedding width", width)
-    _same("conv1 kernel width", patch_w, "its height", patch)
-    grid = math.isqrt(max(positions - 1, 0))
-    if grid < 1 or grid * grid + 1 != positions:
-        raise MeterConversionError(
-            f"{_VISUAL}.positional_embedding has {positions} rows; expected a square grid plus a class token"
-        )
-    blocks = _indices(sd, re.escape(_RESBLOCKS) + r"\.(\d{1,6})\.attn\.in_proj_weight$")
-    if not blocks:
-        raise MeterConversionError(f"no CLIP blocks found under {_RESBLOCKS}")
-    _bounded("CLIP depth", len(blocks), _RESBLOCKS, maximum=_MAX_LAYERS)
-    vision_mlp, vision_mlp_in = _shape(sd, f"{_RESBLOCKS}.0.mlp.c_fc.weight", 2)
-    _same("the CLIP MLP input width", vision_mlp_in, "the class_embedding width", width)
-    image_size = patch * grid
-    stored_size = _int_field(sacred, "image_size", "the original config's")
-    if stored_size is not None and stored_size != image_size:
-        if stored_size < patch:
-            raise MeterConversionError(f"the original image_size {stored_size} is below the patch size {patch}")
-        image_size = stored_size - stored_size % patch
+    # image tower (meter.md §2.1; the Swin-B variant when the file holds timm's Swin keys)
+    if f"{_SWIN}.patch_embed.proj.weight" in sd:
+        vision_config, width = _swin_vision_config(sd, sacred)
+    else:
+        vision_config, width = _clip_vision_config(sd, sacred)
 
     # text tower (meter.md §2.2)
     vocab, text_width = _shape(sd, "text_transformer.embeddings.word_embeddings.weight", 2)
@@ -214,7 +301,7 @@ def infer_config(
     hidden_i, image_in = _shape(sd, "cross_modal_image_transform.weight", 2)
     _bounded("fusion width", hidden, "cross_modal_text_transform")
     _same("cross_modal_text_transform input width", text_in, "the RoBERTa width", text_width)
-    _same("cross_modal_image_transform input width", image_in, "the CLIP width", width)
+    _same("cross_modal_image_transform input width", image_in, "the image tower's width", width)
     _same("cross_modal_image_transform output width", hidden_i, "the text transform's", hidden)
     token_types, _ = _shape(sd, "token_type_embeddings.weight", 2)
     _bounded("token types", token_types, "token_type_embeddings", minimum=2, maximum=16)
@@ -256,15 +343,7 @@ def infer_config(
         )
 
     return MeterConfig(
-        vision_config={
-            "hidden_size": width,
-            "intermediate_size": vision_mlp,
-            "num_hidden_layers": len(blocks),
-            "num_attention_heads": max(width // 64, 1),  # hard-coded width // 64 in the released code
-            "image_size": image_size,
-            "patch_size": patch,
-            "num_channels": channels,
-        },
+        vision_config=vision_config,
         text_config={
             "vocab_size": vocab,
             "hidden_size": text_width,
@@ -289,13 +368,41 @@ def key_map(config: MeterConfig) -> KeyMap:
     class, the base model lives under `meter.`); None drops a key."""
     clip_layer = r"meter.vision_model.encoder.layers.\1"
     fusion_layer = r"meter.\1_layers.\2"
+    return [*(_swin_key_map() if config.uses_swin else _clip_key_map(clip_layer)), *_shared_key_map(fusion_layer)]
+
+
+def _swin_key_map() -> KeyMap:
+    """timm's `SwinTransformer` keys (METER's `vit_model`) to transformers' `SwinModel`'s."""
+    block = r"meter.vision_model.encoder.layers.\1.blocks.\2"
+    swin_block = r"vit_model\.layers\.(\d+)\.blocks\.(\d+)"
     # fmt: off
     return [
-        # text-side leftovers of the OpenAI CLIP model, a transformers-4.6 buffer and the unused RoBERTa pooler
+        # the unused ImageNet classifier and the buffers transformers rebuilds (shift masks, position indices)
+        (r"vit_model\.head\.(weight|bias)", None),
+        (rf"{swin_block}\.attn_mask", None),
+        (rf"{swin_block}\.attn\.relative_position_index", None),
+        (r"vit_model\.patch_embed\.proj\.(weight|bias)", r"meter.vision_model.embeddings.patch_embeddings.projection.\1"),
+        (r"vit_model\.patch_embed\.norm\.(weight|bias)", r"meter.vision_model.embeddings.norm.\1"),
+        (rf"{swin_block}\.norm1\.(weight|bias)", block + r".layernorm_before.\3"),
+        (rf"{swin_block}\.attn\.qkv\.(weight|bias)", block + r".attention.qkv.\3"),
+        (rf"{swin_block}\.attn\.proj\.(weight|bias)", block + r".attention.o_proj.\3"),
+        (rf"{swin_block}\.attn\.relative_position_bias_table",
+         block + r".attention.relative_position_bias.relative_position_bias_table"),
+        (rf"{swin_block}\.norm2\.(weight|bias)", block + r".layernorm_after.\3"),
+        (rf"{swin_block}\.mlp\.(fc1|fc2)\.(weight|bias)", block + r".mlp.\3.\4"),
+        (r"vit_model\.layers\.(\d+)\.downsample\.(reduction\.weight|norm\.weight|norm\.bias)",
+         r"meter.vision_model.encoder.layers.\1.downsample.\2"),
+        (r"vit_model\.norm\.(weight|bias)", r"meter.vision_model.layernorm.\1"),
+    ]
+    # fmt: on
+
+
+def _clip_key_map(clip_layer: str) -> KeyMap:
+    # fmt: off
+    return [
+        # text-side leftovers of the OpenAI CLIP model
         (r"vit_model\.positional_embedding", None),
         (r"vit_model\.ln_final\.(weight|bias)", None),
-        (r"text_transformer\.embeddings\.position_ids", None),
-        (r"text_transformer\.pooler\.dense\.(weight|bias)", None),
         # CLIP tower
         (r"vit_model\.visual\.class_embedding", "meter.vision_model.embeddings.class_embedding"),
         (r"vit_model\.visual\.positional_embedding", "meter.vision_model.embeddings.position_embedding.weight"),
@@ -308,6 +415,16 @@ def key_map(config: MeterConfig) -> KeyMap:
         (rf"{re.escape(_RESBLOCKS)}\.(\d+)\.ln_2\.(weight|bias)", clip_layer + r".layer_norm2.\2"),
         (rf"{re.escape(_RESBLOCKS)}\.(\d+)\.mlp\.c_fc\.(weight|bias)", clip_layer + r".mlp.fc1.\2"),
         (rf"{re.escape(_RESBLOCKS)}\.(\d+)\.mlp\.c_proj\.(weight|bias)", clip_layer + r".mlp.fc2.\2"),
+    ]
+    # fmt: on
+
+
+def _shared_key_map(fusion_layer: str) -> KeyMap:
+    # fmt: off
+    return [
+        # a transformers-4.6 buffer and the unused RoBERTa pooler
+        (r"text_transformer\.embeddings\.position_ids", None),
+        (r"text_transformer\.pooler\.dense\.(weight|bias)", None),
         # RoBERTa: transformers' own module, the same names
         (r"text_transformer\.(embeddings|encoder)\.(.+)", r"meter.text_model.\1.\2"),
         # projections, modality token types, poolers
@@ -338,7 +455,12 @@ def key_map(config: MeterConfig) -> KeyMap:
 
 
 def transforms(config: MeterConfig) -> dict[str, Transform]:
-    """Split the CLIP blocks' fused q/k/v in-projections (`nn.MultiheadAttention`, rows q, k, v)."""
+    """Split the fused q/k/v projections (rows q, k, v): the CLIP blocks' `nn.MultiheadAttention.in_proj_*`, or
+    the Swin blocks' `attn.qkv`."""
+    if config.uses_swin:
+        return {
+            r"meter\.vision_model\.encoder\.layers\.\d+\.blocks\.\d+\.attention\.qkv\.(weight|bias)": split_qkv("qkv")
+        }
     return {r"meter\.vision_model\.encoder\.layers\.\d+\.self_attn\.in_proj\.(weight|bias)": split_qkv("in_proj")}
 
 
@@ -418,7 +540,7 @@ class MeterConverter(FamilyConverter):
     family = "METER"
     variants = tuple(PRESETS)
     required_keys = (
-        r"vit_model\.visual\.class_embedding",
+        r"vit_model\.(visual\.class_embedding|patch_embed\.proj\.weight)",  # the CLIP or the Swin tower
         r"text_transformer\.embeddings\.word_embeddings\.weight",
         r"cross_modal_text_transform\.weight",
         r"cross_modal_text_layers\.0\..*",

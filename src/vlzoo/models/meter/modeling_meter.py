@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import CLIPVisionModel, PreTrainedModel, RobertaModel
+from transformers import CLIPVisionModel, PreTrainedModel, RobertaModel, SwinModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling, BaseModelOutputWithPoolingAndCrossAttentions
 from transformers.utils import ModelOutput, can_return_tuple, logging
@@ -53,17 +53,19 @@ class MeterModelOutput(ModelOutput):
             (the original's `text_feats`).
         image_last_hidden_state: `[batch, 1 + patches, hidden]`, the image stream after the last co-attention layer
             (`image_feats`).
-        pooler_output: `[batch, 2 * hidden]`, `tanh(dense(text[:, 0]))` ‖ `tanh(dense(image[:, 0]))` (`cls_feats`).
+        pooler_output: `[batch, 2 * hidden]`, `tanh(dense(text[:, 0]))` ‖ `tanh(dense(image[:, 0]))` (`cls_feats`;
+            Swin tower: `tanh(dense(image.mean(1)))` for the image, which has no class token).
         text_encoder_last_hidden_state: `[batch, text_len, text_hidden]`, RoBERTa's output before the projection.
         image_encoder_last_hidden_state: `[batch, 1 + patches, vision_hidden]`, CLIP's output after `ln_post` on
-            every token, before the projection.
+            every token, before the projection (Swin: `[batch, tokens, vision_hidden]` after its final LayerNorm).
         text_hidden_states, image_hidden_states: with `output_hidden_states=True`, each stream's input to the
             co-attention layers and the output of every layer (`num_hidden_layers + 1` tensors).
         text_attentions, image_attentions: with `output_attentions=True` (eager attention), the self-attention
             weights of each co-attention layer, `[batch, heads, len, len]`.
         text_cross_attentions, image_cross_attentions: the cross-attention weights, `[batch, heads, len, other_len]`.
         text_model_output: RoBERTa's output (its `hidden_states` / `attentions` when asked for).
-        vision_model_output: CLIP's output (`last_hidden_state` before `ln_post`, `hidden_states`, `attentions`).
+        vision_model_output: CLIP's output (`last_hidden_state` before `ln_post`, `hidden_states`, `attentions`), or
+            Swin's.
     """
 
     text_last_hidden_state: torch.FloatTensor | None = None
@@ -200,6 +202,8 @@ class MeterPreTrainedModel(PreTrainedModel):
         "CLIPVisionEmbeddings",
         "RobertaLayer",
         "RobertaEmbeddings",
+        "SwinLayer",
+        "SwinEmbeddings",
     ]
     _supports_sdpa = True
     _supports_flash_attn = False
@@ -236,7 +240,10 @@ class MeterModel(MeterPreTrainedModel):
     def __init__(self, config: MeterConfig):
         super().__init__(config)
         vision, text = config.vision_config, config.text_config
-        self.vision_model = CLIPVisionModel._from_config(vision)
+        if config.uses_swin:  # the Swin-B variant: transformers' Swin, its final LayerNorm on every token
+            self.vision_model = SwinModel._from_config(vision, add_pooling_layer=False)
+        else:
+            self.vision_model = CLIPVisionModel._from_config(vision)
         self.text_model = RobertaModel._from_config(text, add_pooling_layer=False)
         self.text_projection = nn.Linear(text.hidden_size, config.hidden_size)
         self.image_projection = nn.Linear(vision.hidden_size, config.hidden_size)
@@ -341,8 +348,11 @@ class MeterModel(MeterPreTrainedModel):
         text_outputs = self.text_model(input_ids=input_ids, attention_mask=attention_mask, **recording)
         vision_outputs = self.vision_model(pixel_values=pixel_values, **recording)
         text_embeds = text_outputs.last_hidden_state
-        # meter.md §2.1: ln_post on every token, no projection
-        image_embeds = self.vision_model.post_layernorm(vision_outputs.last_hidden_state)
+        if self.config.uses_swin:
+            image_embeds = vision_outputs.last_hidden_state  # SwinModel's final LayerNorm, every token
+        else:
+            # meter.md §2.1: ln_post on every token, no projection
+            image_embeds = self.vision_model.post_layernorm(vision_outputs.last_hidden_state)
 
         text = self.text_projection(text_embeds)
         image = self.image_projection(image_embeds)
@@ -368,7 +378,9 @@ class MeterModel(MeterPreTrainedModel):
                 text_states.append(text)
                 image_states.append(image)
 
-        pooled = torch.cat([self.text_pooler(text), self.image_pooler(image)], dim=-1)
+        # the Swin variant has no image class token: its pooler reads the mean of the image tokens (meter.md §2.5)
+        image_first = image.mean(dim=1, keepdim=True) if self.config.uses_swin else image
+        pooled = torch.cat([self.text_pooler(text), self.image_pooler(image_first)], dim=-1)
         return MeterModelOutput(
             text_last_hidden_state=text,
             image_last_hidden_state=image,

@@ -3,6 +3,7 @@
 from typing import Any
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.processing_utils import ProcessorMixin
 
 from .configuration_meter import MeterConfig
@@ -62,7 +63,13 @@ class MeterProcessor(ProcessorMixin):
                 raise ValueError(f"text_config.{name} is {expected}, but the tokenizer's is {actual}")
         tokenizer.model_max_length = config.max_text_length
         size = config.vision_config.image_size
-        return cls(image_processor=MeterImageProcessor(size=size, crop_size=size), tokenizer=tokenizer)
+        # the Swin variant's transform is the original `imagenet_transform`: the same resize and crop, ImageNet
+        # mean/std, RGB input
+        statistics = (
+            {"image_mean": IMAGENET_DEFAULT_MEAN, "image_std": IMAGENET_DEFAULT_STD} if config.uses_swin else {}
+        )
+        image_processor = MeterImageProcessor(size=size, crop_size=size, **statistics)
+        return cls(image_processor=image_processor, tokenizer=tokenizer)
 
     def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs: Any) -> None:
         for name, value in (("videos", videos), ("audio", audio)):
