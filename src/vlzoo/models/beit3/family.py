@@ -4,7 +4,7 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
-from ...registry import Family
+from ...registry import DemoSpec, Family
 
 
 def _beit3_converter() -> Any:
@@ -39,6 +39,35 @@ class _ClassificationObjective:
         from .objective_beit3 import Beit3ImageClassificationObjective
 
         return Beit3ImageClassificationObjective.labels_from_data(train_rows, **options)
+
+
+def _demo() -> DemoSpec:
+    """`vlzoo demo beit3`: a small BEiT-3 trained on shapes VQA against the question-type prior (see `demo_beit3`)."""
+    from . import demo_beit3
+
+    return DemoSpec(
+        description="a small BEiT-3 trained on shapes VQA, against the best question-type prior",
+        task="vqa",
+        models={"beit3": demo_beit3.demo_config},
+        processor=demo_beit3.demo_processor,
+        evaluate=demo_beit3.demo_score,
+        summary="vqa accuracy: beit3={score[beit3]:.3f} prior={prior:.3f}",
+        metric="vqa_accuracy",
+        references=demo_beit3.question_type_prior,
+        figure=demo_beit3.demo_figure,
+        figure_name="beit3_vqa.png",
+        data={"num_validation": 8, "image_size": demo_beit3.DEMO_IMAGE_SIZE},
+        training=lambda max_steps: {
+            "learning_rate": 1e-3,
+            "weight_decay": 0.01,
+            "warmup_steps": max_steps // 10,
+            "log_every_steps": 25,
+        },
+        max_steps=400,
+        batch_size=32,
+        num_train=2000,
+        num_test=200,
+    )
 
 
 def build_family() -> Family:
@@ -99,6 +128,7 @@ def build_family() -> Family:
         ),
         capabilities=frozenset({"dual_encoder", "fusion_encoder", "generation"}),
         converter=_beit3_converter,
+        demo=_demo(),
         # the multiway experts are Linear leaves: `q_proj.vision`, `q_proj.language`, ...
         lora_target_modules=("q_proj.vision", "q_proj.language", "v_proj.vision", "v_proj.language"),
         default_preset="base",
