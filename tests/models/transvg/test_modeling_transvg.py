@@ -94,3 +94,23 @@ def test_transvg_pp_visual_mask_reaches_only_the_language_blocks():
     with torch.no_grad():
         a, b = plain(**inputs).pred_boxes, masked(**inputs).pred_boxes
     assert torch.allclose(a[0], b[0], atol=1e-6) and (a[1] - b[1]).abs().max() > 0  # row 1 is padded
+
+
+def test_transvg_pp_sine_position_init(tmp_path):
+    from vlzoo.layers.positions import SinePositionEmbedding2D
+
+    config = tiny_pp_config(position_embedding_init="sine")
+    model = TransvgPlusPlusForVisualGrounding(config)
+    grid = config.grid_size
+    table = SinePositionEmbedding2D(config.hidden_size // 2)(torch.ones(1, grid, grid)).flatten(2).transpose(1, 2)
+    assert torch.equal(model.position_embeddings.data, table)
+    # only the start differs: a saved model reloads its learned table, not the sine one
+    with torch.no_grad():
+        model.position_embeddings.add_(1.0)
+    model.save_pretrained(tmp_path)
+    reloaded = TransvgPlusPlusForVisualGrounding.from_pretrained(tmp_path)
+    assert torch.equal(reloaded.position_embeddings.data, table + 1.0)
+    with pytest.raises(ValueError, match="position_embedding_init"):
+        tiny_pp_config(position_embedding_init="fixed")
+    with pytest.raises(ValueError, match="divisible by 4"):
+        tiny_pp_config(position_embedding_init="sine", hidden_size=34, num_attention_heads=2)

@@ -14,6 +14,7 @@ from vlzoo.layers.config_checks import (
 )
 
 TRANSVG_PP_MODEL_TYPE = "vlzoo_transvg_pp"
+POSITION_EMBEDDING_INITS = ("normal", "sine")
 
 # --vit_model of the original code: width and heads (depth is always 12, mlp ratio 4)
 _VIT = {"tiny": (192, 3), "small": (384, 6), "base": (768, 12)}
@@ -69,6 +70,11 @@ class TransvgPlusPlusConfig(PreTrainedConfig):
             length up to `text_config.max_position_embeddings`.
         bbox_loss_coefficient (`float`), giou_loss_coefficient (`float`): weights of the L1 and GIoU terms (1, 1).
         initializer_range (`float`): std of the normal init of linear layers, positions and the [REG] token.
+        position_embedding_init (`str`): "normal" (the original's random table, std `initializer_range`) or "sine",
+            the fixed 2-D sine/cosine table (DETR's, y channels then x) as the start of a model trained from
+            scratch: positions are then readable from the first step, which shortens the plateau before small
+            models localise anything (the original starts from MAE/ViTDet-pretrained backbones instead). Only the
+            initialisation differs; the table is learned either way.
     """
 
     model_type = TRANSVG_PP_MODEL_TYPE
@@ -91,6 +97,7 @@ class TransvgPlusPlusConfig(PreTrainedConfig):
     bbox_loss_coefficient: float | int = 1.0
     giou_loss_coefficient: float | int = 1.0
     initializer_range: float = 0.02
+    position_embedding_init: str = "normal"
 
     def __post_init__(self, **kwargs):
         require_positive(
@@ -110,6 +117,16 @@ class TransvgPlusPlusConfig(PreTrainedConfig):
         require_int_lists(self, "language_layers", minimum=0)
         require_divisible(self, "hidden_size", "num_attention_heads")
         require_divisible(self, "image_size", "patch_size")
+        if self.position_embedding_init not in POSITION_EMBEDDING_INITS:
+            raise ValueError(
+                f"TransvgPlusPlusConfig.position_embedding_init must be one of {POSITION_EMBEDDING_INITS}, got "
+                f"{self.position_embedding_init!r}"
+            )
+        if self.position_embedding_init == "sine" and self.hidden_size % 4:
+            raise ValueError(
+                f"TransvgPlusPlusConfig.position_embedding_init='sine' needs hidden_size divisible by 4 (sine and "
+                f"cosine per axis), got {self.hidden_size}"
+            )
         self.language_layers = list(self.language_layers)
         super().__post_init__(**kwargs)
 

@@ -17,6 +17,7 @@ from vlzoo.layers.heads import BoxHead
 from vlzoo.layers.masks import key_padding_attention_mask
 from vlzoo.layers.outputs import GroundingOutput
 from vlzoo.layers.patch_embedding import PatchEmbedding
+from vlzoo.layers.positions import SinePositionEmbedding2D
 from vlzoo.layers.transformer import TransformerLayer
 from vlzoo.losses.boxes import box_regression_loss
 
@@ -37,7 +38,12 @@ class TransvgPlusPlusPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, TransvgPlusPlusForVisualGrounding):
-            init.normal_(module.position_embeddings, std=self.config.initializer_range)
+            if self.config.position_embedding_init == "sine":
+                grid = self.config.grid_size
+                table = SinePositionEmbedding2D(self.config.hidden_size // 2)(torch.ones(1, grid, grid))
+                init.copy_(module.position_embeddings, table.flatten(2).transpose(1, 2))
+            else:
+                init.normal_(module.position_embeddings, std=self.config.initializer_range)
             init.zeros_(module.reg_token)  # zeros at init, as the original
 
 
