@@ -14,7 +14,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceCl
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
-from vlzoo.layers.attention import MultiHeadAttention
+from vlzoo.layers.fast_path import FusedQKVAttention, fast_linear, unwrapped
 from vlzoo.layers.heads import MlmHead
 from vlzoo.layers.masks import key_padding_attention_mask
 from vlzoo.layers.mlp import FeedForward
@@ -186,14 +186,16 @@ class FlavaLayer(GradientCheckpointingLayer):
     """`h = x + attn(LN1(x))`, `out = h + fc2(gelu(fc1(LN2(h))))` (torchmultimodal `TransformerEncoderLayer`).
 
     Names as `vlzoo.layers.TransformerLayer`: `layer_norm1`, `self_attn` (`q_proj`, `k_proj`, `v_proj`,
-    `out_proj`), `layer_norm2`, `mlp` (`fc1`, `fc2`). Attention goes through `vlzoo.layers.MultiHeadAttention`, whose
-    kernel follows `config._attn_implementation` (sdpa by default, eager for checks).
+    `out_proj`), `layer_norm2`, `mlp` (`fc1`, `fc2`). Attention is `vlzoo.layers.fast_path.FusedQKVAttention`
+    (a `MultiHeadAttention` whose kernel follows `config._attn_implementation`, sdpa by default, eager for checks).
+    Without dropout to apply, the residual adds and the GELU go through `vlzoo.layers.fast_path.fast_linear`, which
+    fuses them into the oneDNN matmuls in CPU inference (same results; the plain modules everywhere else).
     """
 
     def __init__(self, config: _TowerConfig):
         super().__init__()
         self.layer_norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.self_attn = MultiHeadAttention(
+        self.self_attn = FusedQKVAttention(
             config.hidden_size,
             config.num_attention_heads,
             qkv_bias=config.qkv_bias,
@@ -203,16 +205,31 @@ class FlavaLayer(GradientCheckpointingLayer):
         self.layer_norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = FeedForward(config.hidden_size, config.intermediate_size, config.hidden_act)
         self.dropout = config.hidden_dropout_prob
+        self.activation = config.hidden_act
 
     def forward(
         self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, output_attentions: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        update, weights = self.self_attn(
-            self.layer_norm1(hidden_states), attention_mask, output_attentions=output_attentions
+        if self.training and self.dropout > 0:
+            update, weights = self.self_attn(
+                self.layer_norm1(hidden_states), attention_mask, output_attentions=output_attentions
+            )
+            hidden_states = hidden_states + F.dropout(update, p=self.dropout, training=True)
+            update = self.mlp(self.layer_norm2(hidden_states))
+            return hidden_states + F.dropout(update, p=self.dropout, training=True), weights
+        hidden_states, weights = self.self_attn(
+            self.layer_norm1(hidden_states),
+            attention_mask,
+            output_attentions=output_attentions,
+            residual=hidden_states,
         )
-        hidden_states = hidden_states + F.dropout(update, p=self.dropout, training=self.training)
-        update = self.mlp(self.layer_norm2(hidden_states))
-        return hidden_states + F.dropout(update, p=self.dropout, training=self.training), weights
+        mlp = self.mlp
+        if not unwrapped(mlp, FeedForward):  # hooks or a replaced module: call it as it is
+            return hidden_states + mlp(self.layer_norm2(hidden_states)), weights
+        update = fast_linear(
+            mlp.fc1, self.layer_norm2(hidden_states), activation=self.activation, activation_fn=mlp.activation_fn
+        )
+        return fast_linear(mlp.fc2, update, residual=hidden_states), weights
 
 
 class FlavaEncoder(nn.Module):
@@ -276,7 +293,9 @@ class FlavaImageEmbeddings(nn.Module):
         bool_masked_pos: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
     ) -> torch.Tensor:
-        embeddings = self.patch_embeddings(pixel_values, interpolate_pos_encoding)
+        # in the parameters' dtype: under autocast the patch convolution returns bf16, but the residual stream stays
+        # fp32 as in transformers and the original (their class-token concatenation promotes it)
+        embeddings = self.patch_embeddings(pixel_values, interpolate_pos_encoding).to(self.cls_token.dtype)
         batch, num_patches, _ = embeddings.shape
         if bool_masked_pos is not None:
             if self.mask_token is None:
@@ -396,8 +415,10 @@ class FlavaMultimodalTransformer(nn.Module):
         """`attention_mask` `[batch, seq]` (1 = keep) covers `hidden_states`; the class token is always kept."""
         if self.cls_token is not None:
             batch = hidden_states.shape[0]
-            cls = self.cls_token.expand(batch, -1, -1).to(hidden_states.dtype)
-            hidden_states = torch.cat([cls, hidden_states], dim=1)
+            # the parameters' dtype (fp32 under autocast, as transformers' concatenation promotes to)
+            hidden_states = torch.cat(
+                [self.cls_token.expand(batch, -1, -1), hidden_states.to(self.cls_token.dtype)], 1
+            )
             if attention_mask is not None:
                 attention_mask = torch.cat([attention_mask.new_ones(batch, 1), attention_mask], dim=1)
         mask = _padding_mask(attention_mask, hidden_states.dtype)
@@ -707,6 +728,33 @@ class FlavaPreTrainedModel(PreTrainedModel):
         if isinstance(module, FlavaModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
 
+    def post_init(self) -> None:
+        super().post_init()
+        self._share_attn_implementation()
+
+    def _share_attn_implementation(self) -> None:
+        """The towers' attention reads their own sub-config, which transformers' init leaves unset (read as eager):
+        give every unset tower config the model's implementation (sdpa by default)."""
+        for key in self.config.sub_configs:
+            sub = getattr(self.config, key, None)
+            if sub is not None and sub._attn_implementation is None:
+                sub._attn_implementation_internal = self.config._attn_implementation
+
+    def set_attn_implementation(self, attn_implementation: str | dict, allow_all_kernels: bool = False) -> None:
+        """As transformers'; a string reaches every tower (they have no sub-model, so transformers would only warn)."""
+        subs = [getattr(self.config, key) for key in self.config.sub_configs if getattr(self.config, key) is not None]
+        before = [sub._attn_implementation for sub in subs]
+        if isinstance(attn_implementation, str):
+            for sub in subs:
+                sub._attn_implementation_internal = attn_implementation
+        try:
+            super().set_attn_implementation(attn_implementation, allow_all_kernels=allow_all_kernels)
+        except Exception:
+            for sub, value in zip(subs, before, strict=True):
+                sub._attn_implementation_internal = value
+            raise
+        self._share_attn_implementation()
+
     def _flags(self, output_hidden_states: bool | None, output_attentions: bool | None) -> dict[str, bool]:
         return {
             "output_hidden_states": bool(
@@ -820,7 +868,13 @@ class FlavaModel(FlavaPreTrainedModel):
                 f"the multimodal encoder fuses image i with text i: got {image_states.shape[0]} images and "
                 f"{text_states.shape[0]} texts"
             )
-        fused = torch.cat([self.image_to_mm_projection(image_states), self.text_to_mm_projection(text_states)], dim=1)
+        fused = torch.cat(
+            [
+                fast_linear(self.image_to_mm_projection, image_states),
+                fast_linear(self.text_to_mm_projection, text_states),
+            ],
+            dim=1,
+        )
         mask = None
         if self.config.mask_multimodal_padding and text_attention_mask is not None:
             image_keep = text_attention_mask.new_ones(image_states.shape[0], image_states.shape[1])

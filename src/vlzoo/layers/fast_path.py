@@ -1,0 +1,248 @@
+"""CPU inference fast path: oneDNN linear layers with fused epilogues, one q/k/v matmul, a bf16 attention kernel.
+
+Why: on CPUs where PyTorch's fp32 `F.linear` goes to MKL's sgemm, MKL may take a narrower code path than the CPU
+has (AMD EPYC with AVX-512: about half of oneDNN's rate), while oneDNN (PyTorch's `mkldnn` ops, which inductor uses
+for the same reason) runs the full width; oneDNN also applies GELU or a residual add while the output is in cache.
+PyTorch's flash attention for bf16 on CPUs without AMX runs a slow reference GEMM, slower than two bf16 matmuls.
+
+Everything here computes what the plain modules compute (fp32: equal up to summation order, ~1e-6; bf16 autocast:
+the same bf16 casts of weights and inputs as autocast's `F.linear`) and steps aside (the plain module call) whenever
+it cannot be sure of that or of the module's contract:
+- gradients are needed (the oneDNN ops have no backward), or the graph is traced/compiled (`is_tracing`);
+- not on CPU, or a dtype other than fp32 / bf16-autocast, or oneDNN's linear op is missing or failed its self-check;
+- the module is not a plain `nn.Linear` (a PEFT adapter, a quantised layer) or carries hooks or a patched `forward`
+  (Accelerate's offloading), so whatever wraps it keeps working;
+- `VLZOO_DISABLE_FAST_PATH=1` in the environment (checked at import) or `set_fast_path(False)`.
+"""
+
+import os
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .attention import MultiHeadAttention
+from .tracing import is_tracing
+
+_enabled = os.environ.get("VLZOO_DISABLE_FAST_PATH", "0") not in ("1", "true", "True")
+_onednn_ok: bool | None = None
+_amx: bool | None = None
+_FUSABLE_ACTIVATIONS = {"gelu": ("gelu", "none"), "relu": ("relu", "")}
+
+
+def set_fast_path(enabled: bool) -> None:
+    """Switch the fast path on or off for the whole process (it is on by default)."""
+    global _enabled
+    _enabled = bool(enabled)
+
+
+def fast_path_enabled() -> bool:
+    return _enabled
+
+
+def _onednn_linear_ok() -> bool:
+    """Whether oneDNN's linear op exists and agrees with `F.linear` (checked once, on a small problem)."""
+    global _onednn_ok
+    if _onednn_ok is None:
+        _onednn_ok = False
+        try:
+            if torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+                generator = torch.Generator().manual_seed(0)
+                ok = True
+                for rows, width, out in ((15, 16, 24), (394, 768, 2304)):
+                    x = torch.randn(rows, width, generator=generator)
+                    w = torch.randn(out, width, generator=generator) * width**-0.5
+                    b = torch.randn(out, generator=generator)
+                    with torch.no_grad(), torch.autocast("cpu", enabled=False):  # fp32, whatever the caller's context
+                        plain = F.linear(x, w, b)
+                        got = torch.ops.mkldnn._linear_pointwise(x, w, b, "gelu", [], "none")
+                        added = torch.ops.mkldnn._linear_pointwise.binary(x, plain, w, b, "add")
+                        ok = ok and torch.allclose(got, F.gelu(plain), atol=1e-5)
+                        ok = ok and torch.allclose(added, plain + plain, atol=1e-5)
+                _onednn_ok = bool(ok)
+        except Exception:  # an op that fails here fails later too: use the plain modules
+            _onednn_ok = False
+    return _onednn_ok
+
+
+def _has_amx() -> bool:
+    global _amx
+    if _amx is None:
+        check = getattr(torch._C._cpu, "_is_amx_tile_supported", None)
+        _amx = bool(check()) if check is not None else False
+    return _amx
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype the linear layers compute in on this call (None: no fast path for it)."""
+    if torch.is_autocast_enabled("cpu"):
+        return torch.bfloat16 if torch.get_autocast_dtype("cpu") == torch.bfloat16 else None
+    return torch.float32 if x.dtype == torch.float32 else None
+
+
+def unwrapped(module: nn.Module, cls: type) -> bool:
+    """Whether `module` is exactly a `cls` with no hooks and no patched `forward`: its forward may be inlined."""
+    return (
+        type(module) is cls
+        and not module._forward_hooks
+        and not module._forward_pre_hooks
+        and "forward" not in module.__dict__
+    )
+
+
+def _plain_linear(module: nn.Module) -> bool:
+    return unwrapped(module, nn.Linear) and module.weight.device.type == "cpu"
+
+
+def fast_path_applies(x: torch.Tensor, *modules: nn.Module) -> torch.dtype | None:
+    """The compute dtype when the fast path may run `modules` (plain `nn.Linear`s) on `x`, else None."""
+    if not _enabled or x.device.type != "cpu" or is_tracing():
+        return None
+    if torch.is_grad_enabled() and (
+        x.requires_grad or any(p.requires_grad for m in modules for p in m.parameters(recurse=False))
+    ):
+        return None
+    if torch.overrides.has_torch_function((x,)) or not all(_plain_linear(m) for m in modules):
+        return None
+    dtype = _compute_dtype(x)
+    if dtype is None or any(m.weight.dtype != torch.float32 for m in modules) or not _onednn_linear_ok():
+        return None
+    return dtype
+
+
+def _cast(tensor: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    return None if tensor is None else tensor.to(dtype)
+
+
+def fast_linear(
+    module: nn.Module,
+    x: torch.Tensor,
+    activation: str | None = None,
+    residual: torch.Tensor | None = None,
+    activation_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """`activation(module(x))` plus `residual` (when given), through oneDNN where the fast path applies.
+
+    `activation` names the activation ("gelu" = exact erf GELU, "relu", or None); `activation_fn` is the callable the
+    plain path applies (default: transformers' `ACT2FN[activation]`). Under bf16 autocast the residual add happens
+    after the linear's bf16 output, in the residual's dtype, exactly as in the plain modules.
+    """
+    dtype = fast_path_applies(x, module)
+    fusable = activation is None or activation in _FUSABLE_ACTIVATIONS
+    if dtype is None or not fusable:
+        output = module(x)
+        if activation is not None:
+            if activation_fn is None:
+                from transformers.activations import ACT2FN
+
+                activation_fn = ACT2FN[activation]
+            output = activation_fn(output)
+        return output if residual is None else residual + output
+    x_in = x.to(dtype) if x.dtype != dtype else x
+    if not x_in.is_contiguous():
+        x_in = x_in.contiguous()
+    weight, bias = module.weight.to(dtype), _cast(module.bias, dtype)
+    mkldnn = torch.ops.mkldnn
+    if (
+        activation is None
+        and residual is not None
+        and residual.dtype == dtype
+        and residual.shape == (*x.shape[:-1], weight.shape[0])
+        and residual.is_contiguous()
+    ):
+        return mkldnn._linear_pointwise.binary(x_in, residual, weight, bias, "add")
+    attr, algorithm = _FUSABLE_ACTIVATIONS[activation] if activation is not None else ("none", "")
+    output = mkldnn._linear_pointwise(x_in, weight, bias, attr, [], algorithm)
+    return output if residual is None else residual + output
+
+
+class FusedQKVAttention(MultiHeadAttention):
+    """`MultiHeadAttention` whose plain self-attention projects q, k and v with one matmul on the CPU fast path.
+
+    The parameters stay those of `MultiHeadAttention` (`q_proj`, `k_proj`, `v_proj`, `out_proj`: same state-dict keys,
+    PEFT targets and checkpoints); the three weights are concatenated per call (a copy of `3 * hidden^2` values,
+    small next to the matmul). The output of the fused projection is viewed as q, k and v without copies; the
+    kernel is the configured one, except that sdpa in bf16 on a CPU without AMX runs two bf16 matmuls around the
+    softmax (PyTorch's CPU flash kernel is about twice as slow there; the scores are rounded to bf16 as in eager
+    attention under autocast). Anything else (cross-attention, positions, multiway, sub-LN, scaled queries, gradients,
+    adapters, a non-CPU device, `output_attentions` with eager) takes `MultiHeadAttention.forward`.
+    """
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        key_value_states: torch.Tensor | None = None,
+        *,
+        value_states: torch.Tensor | None = None,
+        query_position: torch.Tensor | None = None,
+        key_position: torch.Tensor | None = None,
+        split_position: int | None = None,
+        residual: torch.Tensor | None = None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """As `MultiHeadAttention.forward`; `residual`, when given, is added to the output (fused on the fast path)."""
+        plain = (
+            key_value_states is None
+            and value_states is None
+            and query_position is None
+            and key_position is None
+            and split_position is None
+            and not self.multiway
+            and self.inner_attn_ln is None
+            and not self.scale_queries
+            and not self.is_causal
+            and not (self.training and self.dropout > 0)
+            and not kwargs.get("output_attentions", False)
+            and hidden_states.dim() == 3
+            and hidden_states.shape[-1] == self.hidden_size
+        )
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        dtype = fast_path_applies(hidden_states, *projections, self.out_proj) if plain else None
+        if dtype is None or any((p.bias is None) != (self.q_proj.bias is None) for p in projections):
+            output, weights = super().forward(
+                hidden_states,
+                attention_mask,
+                key_value_states,
+                value_states=value_states,
+                query_position=query_position,
+                key_position=key_position,
+                split_position=split_position,
+                **kwargs,
+            )
+            return (output if residual is None else residual + output), weights
+        batch, length, _ = hidden_states.shape
+        weight = torch.cat([p.weight.to(dtype) for p in projections])
+        bias = torch.cat([p.bias.to(dtype) for p in projections]) if self.q_proj.bias is not None else None
+        x = hidden_states.to(dtype) if hidden_states.dtype != dtype else hidden_states
+        fused = torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
+        query, key, value = fused.view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        mask = self._additive_mask(attention_mask, query, key)
+        implementation = self.config._attn_implementation if self.config is not None else self.attn_implementation
+        if (implementation or "eager") == "sdpa" and dtype == torch.bfloat16 and not _has_amx():
+            scores = torch.matmul(query, key.transpose(-1, -2)) * self.scaling
+            if mask is not None:
+                scores = scores + mask
+            output = torch.matmul(torch.softmax(scores, dim=-1), value)
+        elif (implementation or "eager") == "sdpa":
+            output = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=self.scaling)
+        else:
+            return self._with_kernel(query, key, value, mask, implementation, batch, length, residual, kwargs)
+        output = output.transpose(1, 2).reshape(batch, length, self.hidden_size)
+        return fast_linear(self.out_proj, output, residual=residual), None
+
+    def _with_kernel(self, query, key, value, mask, implementation, batch, length, residual, kwargs):
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        from .attention import eager_attention_forward
+
+        attention = ALL_ATTENTION_FUNCTIONS.get_interface(implementation or "eager", eager_attention_forward)
+        output, weights = attention(
+            self, query, key, value, mask, scaling=self.scaling, dropout=0.0, is_causal=False, **kwargs
+        )
+        output = output.reshape(batch, length, self.hidden_size)
+        return fast_linear(self.out_proj, output, residual=residual), weights
+
+
+__all__ = ["FusedQKVAttention", "fast_path_applies", "fast_path_enabled", "fast_linear", "set_fast_path", "unwrapped"]
