@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from ...registry import Family
+from ...registry import DemoSpec, Family
 
 # Default LoRA targets: the query and value projections of every attention that has them, i.e. the co-attention
 # layers' self- and cross-attentions and the CLIP tower's attention (RoBERTa names its projections `query`/`value`
@@ -27,6 +27,36 @@ def _pretraining_objective(processor: Any, **options: Any) -> Any:
     from .objective_meter import MeterPretrainingObjective
 
     return MeterPretrainingObjective(processor, **options)
+
+
+def _demo() -> DemoSpec:
+    """`vlzoo demo meter`: VQA, then ITM fine-tuned from the VQA folder, of a small METER on shapes (`demo_meter`)."""
+    from . import demo_meter
+
+    return DemoSpec(
+        description="a small METER: VQA then ITM on shapes, against the question-type prior and chance",
+        task=("vqa", "itm"),
+        models={"meter": demo_meter.demo_config},
+        processor=demo_meter.demo_processor,
+        evaluate=demo_meter.demo_score,
+        summary="itm accuracy: meter={details[meter][itm]:.3f} chance={chance:.1f} | vqa accuracy: "
+        "meter={details[meter][vqa]:.3f} prior={prior:.3f}",
+        metric="vqa_accuracy",
+        references=demo_meter.demo_references,
+        figure=demo_meter.demo_figure,
+        figure_name="meter.png",
+        data={"num_validation": 8, "image_size": demo_meter.DEMO_IMAGE_SIZE, "max_objects": 2},
+        training=lambda max_steps: {
+            "learning_rate": 1e-3,
+            "weight_decay": 0.01,
+            "warmup_steps": max_steps // 10,
+            "log_every_steps": 25,
+        },
+        max_steps=200,
+        batch_size=32,
+        num_train=2000,
+        num_test=200,
+    )
 
 
 def build_family() -> Family:
@@ -75,6 +105,7 @@ def build_family() -> Family:
         ),
         capabilities=frozenset({"fusion_encoder"}),
         converter=_meter_converter,
+        demo=_demo(),
         lora_target_modules=LORA_TARGET_MODULES,
         default_preset="clip16-288-pretrain",
         presets={  # MeterForPreTraining (the default "mlm" head: MLM decoder 768 x 50265 + ITM)
@@ -85,6 +116,7 @@ def build_family() -> Family:
             "clip16-288-snli": 358_092_635,
             "clip16-288-flickr": 358_092_635,
             "clip16-288-coco": 358_092_635,
+            "swin-384-pretrain": 366_164_435,  # Swin-B (transformers' SwinModel) instead of CLIP
         },
         config_builder=MeterConfig.from_preset,
         processor_builder=MeterProcessor.from_model_config,
