@@ -1363,7 +1363,8 @@ class FlavaForSequenceClassification(FlavaPreTrainedModel):
             encoded = flava.encode_multimodal(image, text, text_mask, **flags)
         else:
             encoded = image if image is not None else text
-        width = self.classifier[0].in_features
+        width = self.config.multimodal_config.hidden_size  # the classifier's input (not read from the module,
+        # which PEFT may wrap, e.g. with modules_to_save=["classifier"])
         if encoded.last_hidden_state.shape[-1] != width:
             raise ValueError(
                 f"the classifier reads {width} features but this input's encoder is "
