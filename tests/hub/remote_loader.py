@@ -75,7 +75,13 @@ def _run(check: dict) -> dict:
     if kind == "pipeline":
         pipe = transformers.pipeline(check["task"], model=folder, trust_remote_code=True)
         result = pipe(*check["args"], **check["kwargs"])
-        return {"class": type(pipe.model).__name__, "module": type(pipe.model).__module__, "result": to_plain(result)}
+        return {
+            "class": type(pipe.model).__name__,
+            "module": type(pipe.model).__module__,
+            "pipeline_class": type(pipe).__name__,
+            "pipeline_module": type(pipe).__module__,
+            "result": to_plain(result),
+        }
     trust = check.get("trust", True)
     loaded = getattr(transformers, check["auto"]).from_pretrained(folder, trust_remote_code=trust)
     found = {"class": type(loaded).__name__, "module": type(loaded).__module__}

@@ -4,8 +4,10 @@ For each family (parametrized over the registry, with the first of its tester's 
 processor) the folders are written by `save_with_remote_code`; one fresh interpreter (PYTHONPATH unset, cwd outside the repository, its
 own HF_MODULES_CACHE, stdin from /dev/null, vlzoo blocked by a `sys.meta_path` finder) loads every family's folders
 with `trust_remote_code=True` through AutoConfig, AutoModel, the AutoModelFor... classes of the folder's auto_map,
-AutoProcessor, AutoImageProcessor, AutoTokenizer and the family's transformers pipelines; the results must equal
-those of the installed vlzoo. Loading without `trust_remote_code` must raise.
+AutoProcessor, AutoImageProcessor, AutoTokenizer, the family's transformers pipelines and vlzoo's own pipeline tasks
+it declares (bundled as the folder's custom pipelines); the results must equal those of the installed vlzoo, where the
+same folder still runs vlzoo's registered pipelines without `trust_remote_code`. Loading without `trust_remote_code`
+must raise.
 """
 
 import json
@@ -29,12 +31,44 @@ from .remote import ok as _ok
 from .remote import run_remote
 from .remote_loader import flatten_outputs, to_plain
 
-# How each transformers pipeline task is called ("<image>" is replaced by an image file).
+# How each pipeline task is called ("<image>" and "<other image>" are replaced by image files): transformers' tasks and
+# vlzoo's own (keys of vlzoo.pipelines.PIPELINE_TASKS), which run from the folder's bundled code without vlzoo.
 PIPELINE_CALLS = {
     "zero-shot-image-classification": (["<image>"], {"candidate_labels": ["red", "blue", "a dog"], "hypothesis_template": "{}"}),
     "image-feature-extraction": (["<image>"], {}),
     "image-classification": (["<image>"], {}),
+    "image-text-retrieval": ([], {"images": ["<image>", "<other image>"], "texts": "a red square", "top_k": 2}),
+    "image-text-matching": (["<image>", ["a red square", "a blue dog"]], {}),
+    "vlzoo-visual-question-answering": (["<image>", "what colour is the square?"], {"top_k": 3}),
+    "visual-grounding": ([["<image>", "<other image>"], "the red square"], {}),
+    "vlzoo-image-captioning": (["<image>"], {"max_new_tokens": 4}),
 }  # fmt: skip
+
+
+def _with_images(value, images: dict[str, str]):
+    """`value` (a call's arguments) with the image placeholders replaced by image files."""
+    if isinstance(value, str):
+        return images.get(value, value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_with_images(item, images) for item in value)
+    if isinstance(value, dict):
+        return {key: _with_images(item, images) for key, item in value.items()}
+    return value
+
+
+def _pipeline_model_class(family: Family, task: str) -> type:
+    """The class whose folder a task's pipeline runs on: the head its pipeline needs (its class attribute `head`),
+    else (retrieval) the matching head or the first dual encoder of the family."""
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    head = getattr(PIPELINE_REGISTRY.supported_tasks[task]["impl"], "head", None)
+    if isinstance(head, str) and head:
+        return family.heads[head]
+    if "itm" in family.heads:
+        return family.heads["itm"]
+    return next(
+        cls for cls in family.model_classes if hasattr(cls, "get_image_features") and hasattr(cls, "get_text_features")
+    )
 
 
 def _auto_class(name: str):
@@ -101,6 +135,14 @@ def _save(model_class: type, config, processor, folder: Path) -> Path:
     return folder
 
 
+def _custom_pipelines(folder: Path) -> dict:
+    """The `custom_pipelines` the folder's config class carries, read from its bundled configuration module."""
+    auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
+    module = (folder / f"{auto_map['AutoConfig'].partition('.')[0]}.py").read_text()
+    marker = f"{auto_map['AutoConfig'].rpartition('.')[2]}.custom_pipelines = "
+    return json.loads(module.partition(marker)[2]) if marker in module else {}
+
+
 @dataclass
 class Plan:
     """One family's folders and the checks the clean interpreter runs on them."""
@@ -162,24 +204,27 @@ def _plan(family: Family, root: Path) -> Plan:
             check = {"kind": part, "auto": auto, "folder": str(base_folder)}
             plan.preprocessing.append((check, type(getattr(processor, part))))
 
-    image = root / "image.png"
-    Image.new("RGB", (45, 37), (200, 30, 60)).save(image)
+    images = {"<image>": str(root / "image.png"), "<other image>": str(root / "other.png")}
+    Image.new("RGB", (45, 37), (200, 30, 60)).save(images["<image>"])
+    Image.new("RGB", (30, 52), (20, 40, 220)).save(images["<other image>"])
     pipeline_folders: dict[type, Path] = {}
-    for task in [task for task in family.pipelines if task not in PIPELINE_TASKS]:
+    for task in family.pipelines:
         if task not in PIPELINE_CALLS:
             raise AssertionError(f"family {family.key} declares the pipeline {task!r}: add its call to PIPELINE_CALLS")
-        loaded_by = [auto.__name__ for auto in PIPELINE_REGISTRY.supported_tasks[task]["pt"]]
-        auto = next((auto for auto in loaded_by if auto in plan.pairs), None)
-        if auto is None:
-            raise AssertionError(f"the {task} pipeline loads {loaded_by}; the folder's auto_map has none: {auto_map}")
-        model_class = plan.pairs[auto]
+        if task in PIPELINE_TASKS:
+            model_class = _pipeline_model_class(family, task)
+        else:
+            loaded_by = [auto.__name__ for auto in PIPELINE_REGISTRY.supported_tasks[task]["pt"]]
+            auto = next((auto for auto in loaded_by if auto in plan.pairs), None)
+            if auto is None:
+                raise AssertionError(f"the {task} pipeline loads {loaded_by}; the auto_map has none: {auto_map}")
+            model_class = plan.pairs[auto]
         if model_class not in pipeline_folders:
             fitted = _fit_to_tokenizer(build(), getattr(processor, "tokenizer", None))
             pipeline_folders[model_class] = _save(
                 model_class, fitted, processor, root / f"pipe-{model_class.__name__}"
             )
-        args, kwargs = PIPELINE_CALLS[task]
-        args = [str(image) if arg == "<image>" else arg for arg in args]
+        args, kwargs = _with_images(PIPELINE_CALLS[task], images)
         check = {"kind": "pipeline", "task": task, "folder": str(pipeline_folders[model_class])}
         plan.pipelines.append({**check, "args": args, "kwargs": kwargs})
 
@@ -269,8 +314,27 @@ def test_folder_loads_without_vlzoo(family: Family, plans):
             for key, value in tensors.items():
                 torch.testing.assert_close(loaded[key], value, rtol=0, atol=0, msg=key)
 
+    from vlzoo.pipelines import PIPELINE_TASKS
+
+    own = {task for task in family.pipelines if task in PIPELINE_TASKS}
     for check in plan.pipelines:
+        task, folder = check["task"], Path(check["folder"])
         result = by_check[id(check)]
-        _ok(result, f"pipeline {check['task']}")
-        pipe = transformers.pipeline(check["task"], model=check["folder"])
-        _assert_close_json(result["result"], to_plain(pipe(*check["args"], **check["kwargs"])), check["task"])
+        _ok(result, f"pipeline {task}")
+        # vlzoo's tasks: the folder's config class declares its bundled pipelines (all of the family's own tasks,
+        # loading the folder's AutoModel, the class it was saved from); config.json itself does not
+        assert "custom_pipelines" not in json.loads((folder / "config.json").read_text())
+        declared = _custom_pipelines(folder)
+        assert set(declared) == own, declared
+        if task in own:
+            assert result["pipeline_module"].startswith("transformers_modules."), result
+            assert result["pipeline_class"] == PIPELINE_TASKS[task].__name__
+            assert declared[task]["pt"] == ["AutoModel"]
+            assert result["class"] == _pipeline_model_class(family, task).__name__
+        else:
+            assert not result["pipeline_module"].startswith("transformers_modules."), result
+        # installed, the same folder runs vlzoo's registered pipeline, without trust_remote_code
+        pipe = transformers.pipeline(task, model=str(folder))
+        if task in own:
+            assert type(pipe) is PIPELINE_TASKS[task]
+        _assert_close_json(result["result"], to_plain(pipe(*check["args"], **check["kwargs"])), task)

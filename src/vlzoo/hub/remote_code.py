@@ -14,7 +14,18 @@ copied: transformers copies only Python modules into its module cache, so they c
 The saved processor files (tokenizer.json, ...) hold what they provide; save the processor with the model.
 
 `auto_map` entries are written into config.json (AutoConfig, AutoModel, the family's other Auto classes and the
-Auto classes of its heads) and into the processor, image-processor and tokenizer configs of the folder.
+Auto classes of its heads) and into the processor, image-processor and tokenizer configs of the folder. `AutoModel`
+names the class the folder was saved from (its `config.architectures`), so that without vlzoo it loads the
+checkpoint with its head, as transformers' own `register_for_auto_class` does; a folder of another class (a base
+model) maps it to the family's base class.
+
+Pipelines: the custom pipeline tasks the family declares (`Family.pipelines`, those registered with
+`PIPELINE_REGISTRY.register_pipeline`, such as vlzoo's "image-text-matching") are bundled too, and the config class of
+the folder gets them as `custom_pipelines` (task -> {"impl": "module.Class", "pt": ["AutoModel"], "type": ...}), the
+attribute transformers' `pipeline(task, model=FOLDER, trust_remote_code=True)` reads. It is a class attribute written
+into the bundled configuration module, not a config.json key: where vlzoo is installed, its own config class is used
+(the registered model type wins), so `pipeline(task, model=FOLDER)` keeps using vlzoo's registered pipelines and
+needs no `trust_remote_code` for them, as before.
 """
 
 import ast
@@ -44,6 +55,7 @@ __all__ = [
     "RemoteCodeError",
     "add_remote_code",
     "collect_modules",
+    "custom_pipeline_classes",
     "family_of_folder",
     "flat_module_names",
     "save_with_remote_code",
@@ -55,6 +67,10 @@ CONFIG_FILE = "config.json"
 PROCESSOR_FILE = "processor_config.json"
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
 TOKENIZER_FILE = "tokenizer_config.json"
+# vlzoo's pipelines: their modules import each other and are bundled with the pipeline classes that need them.
+PIPELINE_PACKAGE = "vlzoo.pipelines"
+# The Auto classes a bundled custom pipeline loads its model with: the folder's AutoModel, the class it was saved from.
+PIPELINE_MODEL_CLASSES = ("AutoModel",)
 
 
 class RemoteCodeError(ValueError):
@@ -70,12 +86,14 @@ class RemoteCode:
         family: the registry key of the model's family.
         modules: dotted module name -> the file name written for it (`vlzoo.layers.attention` -> `attention.py`).
         auto_maps: JSON file name -> the `auto_map` written into it.
+        pipelines: custom pipeline task -> its `custom_pipelines` entry (`impl`, `pt`, `type`).
     """
 
     folder: Path
     family: str
     modules: Mapping[str, str]
     auto_maps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    pipelines: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def files(self) -> list[str]:
@@ -102,6 +120,24 @@ def _family_classes(family: Family) -> list[type]:
     for cls in candidates:
         if cls is not None and cls not in found:
             found.append(cls)
+    return found
+
+
+def custom_pipeline_classes(family: Family) -> dict[str, type]:
+    """Task -> pipeline class, for the tasks of `family.pipelines` that transformers knows only as custom pipelines.
+
+    Custom means registered with `PIPELINE_REGISTRY.register_pipeline` (the class's `_registered_impl` holds the
+    task), as vlzoo's own tasks are; transformers' tasks (also those whose class vlzoo swapped for a checking
+    subclass) load without any code of the folder and are left out.
+    """
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    found: dict[str, type] = {}
+    for task in family.pipelines:
+        entry = PIPELINE_REGISTRY.supported_tasks.get(task) or {}
+        impl = entry.get("impl")
+        if isinstance(impl, type) and task in (getattr(impl, "_registered_impl", None) or {}):
+            found[task] = impl
     return found
 
 
@@ -183,7 +219,7 @@ def _resolve_imports(module_name: str, path: Path, allowed: set[str]) -> list[_I
         if not (_is_leaf(target) or target.rpartition(".")[0] in allowed):
             raise RemoteCodeError(
                 f"{_where(path, node)}: {module_name} imports {target}; remote code may import only the family's "
-                f"own modules and those of {', '.join(LEAF_PACKAGES)}"
+                f"own modules and those of {', '.join(LEAF_PACKAGES)} (pipelines also those of {PIPELINE_PACKAGE})"
             )
         found.append(_Import(node.lineno, node.col_offset, target))
     return found
@@ -193,11 +229,17 @@ def _family_packages(family: Family, classes: Iterable[type]) -> tuple[list[str]
     """The modules defining `classes` (the roots; transformers' own classes need no code) and the family's packages.
 
     A root must lie in vlzoo or in the top-level package of the family's config class (a family registered from
-    outside vlzoo); its package, unless it is one of `LEAF_PACKAGES`, is one of the family's packages.
+    outside vlzoo); its package, unless it is one of `LEAF_PACKAGES`, is one of the family's packages. With a pipeline
+    class among `classes`, the modules of `PIPELINE_PACKAGE` (the shared pipeline parts) may be imported as well.
     """
+    from transformers import Pipeline
+
     home = family.config_class.__module__.split(".")[0]
     roots: list[str] = []
+    packages: set[str] = set()
     for cls in classes:
+        if isinstance(cls, type) and issubclass(cls, Pipeline):
+            packages.add(PIPELINE_PACKAGE)
         module_name = cls.__module__
         if module_name.startswith("transformers."):
             continue
@@ -208,7 +250,7 @@ def _family_packages(family: Family, classes: Iterable[type]) -> tuple[list[str]
             )
         roots.append(module_name)
     roots = list(dict.fromkeys(roots))
-    return roots, {name.rpartition(".")[0] for name in roots if not _is_leaf(name)}
+    return roots, packages | {name.rpartition(".")[0] for name in roots if not _is_leaf(name)}
 
 
 def collect_modules(family: Family, extra_classes: Iterable[type] = ()) -> dict[str, Path]:
@@ -397,13 +439,23 @@ def _model_auto_map(
             auto_map["AutoModel"] = _reference(model_class, flat)
         return auto_map
     base = family.auto_models.get("AutoModel") or family.heads[family.default_task]
-    auto_map["AutoModel"] = _reference(base, flat)
     for auto_name, model_class in family.auto_models.items():
         auto_map[auto_name] = _reference(model_class, flat)
+    auto_map["AutoModel"] = _reference(_saved_class(config, config_class, classes) or base, flat)
     for task, model_class in family.heads.items():
         if task in HEAD_AUTO_CLASSES:
             auto_map.setdefault(HEAD_AUTO_CLASSES[task].__name__, _reference(model_class, flat))
     return auto_map
+
+
+def _saved_class(config: dict, config_class: type[PreTrainedConfig], classes: Mapping[str, type]) -> type | None:
+    """The model class config.json's `architectures` names, when it is a bundled model class of `config_class`."""
+    architectures = config.get("architectures") or []
+    model_class = classes.get(architectures[0]) if isinstance(architectures, list) and architectures else None
+    if isinstance(model_class, type) and issubclass(model_class, PreTrainedModel):
+        if getattr(model_class, "config_class", None) is config_class:
+            return model_class
+    return None
 
 
 def _declared(name: Any, what: str, path: Path, classes: Mapping[str, type], family: Family) -> type | None:
@@ -472,9 +524,12 @@ def _preprocessing_auto_maps(
     return updated
 
 
-def _check_references(sources: Mapping[str, str], auto_maps: Mapping[str, Mapping[str, Any]]) -> None:
-    """Every `module.Class` of the auto_maps is a class defined at the top level of one of the files to write."""
-    refs: list[str] = []
+def _check_references(
+    sources: Mapping[str, str], auto_maps: Mapping[str, Mapping[str, Any]], pipelines: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Every `module.Class` of the auto_maps and of the pipelines' `impl` is a class defined at the top level of one of
+    the files to write."""
+    refs: list[str] = [entry["impl"] for entry in pipelines.values()]
     for auto_map in auto_maps.values():
         for value in auto_map.values():
             refs += [value] if isinstance(value, str) else [item for item in value if isinstance(item, str)]
@@ -486,6 +541,42 @@ def _check_references(sources: Mapping[str, str], auto_maps: Mapping[str, Mappin
         module, _, class_name = ref.rpartition(".")
         if class_name not in defined.get(module, set()):
             raise RemoteCodeError(f"auto_map entry {ref!r} names no class defined in the bundled {module}.py")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Custom pipelines
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _custom_pipelines(classes: Mapping[str, type], flat: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The `custom_pipelines` entries of the bundled pipeline classes, in transformers' format."""
+    from transformers.pipelines import PIPELINE_REGISTRY
+
+    entries: dict[str, dict[str, Any]] = {}
+    for task, pipeline_class in sorted(classes.items()):
+        entry: dict[str, Any] = {"impl": _reference(pipeline_class, flat), "pt": list(PIPELINE_MODEL_CLASSES)}
+        kind = PIPELINE_REGISTRY.supported_tasks[task].get("type")
+        if isinstance(kind, str):
+            entry["type"] = kind
+        entries[task] = entry
+    return entries
+
+
+def _declare_pipelines(source: str, config_class: type, pipelines: Mapping[str, Mapping[str, Any]], path: str) -> str:
+    """`source` (the bundled module defining `config_class`) with `custom_pipelines` set on that class at its end."""
+    defined = {node.name for node in ast.parse(source).body if isinstance(node, ast.ClassDef)}
+    if config_class.__name__ not in defined:
+        raise RemoteCodeError(f"{path} does not define {config_class.__name__} at its top level")
+    # JSON of strings, lists and objects is a Python literal as well.
+    literal = json.dumps({task: dict(entry) for task, entry in pipelines.items()}, indent=4, sort_keys=True)
+    return (
+        source.rstrip("\n")
+        + "\n\n\n"
+        + "# The custom pipelines of this folder, added by vlzoo's Hub bundler: transformers' `pipeline(task, model=FOLDER,\n"
+        + "# trust_remote_code=True)` reads them from the config. A class attribute rather than a config.json key, so\n"
+        + "# that where vlzoo is installed (its own config class wins) its registered pipelines are used as before.\n"
+        + f"{config_class.__name__}.custom_pipelines = {literal}\n"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -509,8 +600,9 @@ def add_remote_code(folder: str | Path, *, model: PreTrainedModel | None = None,
     """Write the family's code and `auto_map` entries into a folder saved with `save_pretrained`.
 
     Afterwards `AutoConfig`, `AutoModel`, the family's `AutoModelFor...` classes, `AutoProcessor`,
-    `AutoImageProcessor`, `AutoTokenizer` and transformers' pipelines load the folder with `trust_remote_code=True`
-    where vlzoo is not installed; where it is, vlzoo's registered classes still win. Existing files of the same
+    `AutoImageProcessor`, `AutoTokenizer`, transformers' pipelines and the family's custom pipelines (vlzoo's tasks
+    it declares) load the folder with `trust_remote_code=True` where vlzoo is not installed; where it is, vlzoo's
+    registered classes and pipelines still win. Existing files of the same
     names are replaced (never written through a symlink); nothing else in the folder changes.
 
     Args:
@@ -538,6 +630,8 @@ def add_remote_code(folder: str | Path, *, model: PreTrainedModel | None = None,
     extra = [cls for cls in _preprocessing_classes(processor) if not cls.__module__.startswith("transformers.")]
     if model is not None:
         extra.append(type(model))
+    pipeline_classes = custom_pipeline_classes(family)
+    extra += [cls for cls in pipeline_classes.values() if cls not in extra]
     modules = collect_modules(family, extra)
     _, allowed = _family_packages(family, [*_family_classes(family), *extra])
     flat = flat_module_names(modules)
@@ -552,6 +646,10 @@ def add_remote_code(folder: str | Path, *, model: PreTrainedModel | None = None,
         file_name = f"{flat[module_name]}.py"
         sources[file_name] = _header(module_name) + _rewrite(path.read_text(encoding="utf-8"), imports, flat, path)
         written[module_name] = file_name
+    pipelines = _custom_pipelines(pipeline_classes, flat)
+    if pipelines:
+        file_name = written[family.config_class.__module__]
+        sources[file_name] = _declare_pipelines(sources[file_name], family.config_class, pipelines, file_name)
     _check_sources(sources, {"vlzoo", family.config_class.__module__.split(".")[0]})
 
     config = _read_json(folder / CONFIG_FILE)
@@ -566,7 +664,7 @@ def add_remote_code(folder: str | Path, *, model: PreTrainedModel | None = None,
                 auto_maps[f"{PROCESSOR_FILE}:image_processor"] = nested
         if name != CONFIG_FILE and "auto_map" in data:
             auto_maps[name] = data["auto_map"]
-    _check_references(sources, auto_maps)
+    _check_references(sources, auto_maps, pipelines)
     # Everything is checked: only writing is left.
     for file_name, text in sources.items():
         _write_atomically(folder / file_name, text)
@@ -578,7 +676,7 @@ def add_remote_code(folder: str | Path, *, model: PreTrainedModel | None = None,
             "processor into the folder first (save_with_remote_code does both)."
         )
     logger.info(f"Wrote remote code for {family.name} into {folder}: {', '.join(sorted(written.values()))}")
-    return RemoteCode(folder=folder, family=family.key, modules=written, auto_maps=auto_maps)
+    return RemoteCode(folder=folder, family=family.key, modules=written, auto_maps=auto_maps, pipelines=pipelines)
 
 
 def save_with_remote_code(
@@ -604,4 +702,10 @@ def save_with_remote_code(
         if processor is not None:
             processor.save_pretrained(temporary)
         result = add_remote_code(temporary, model=model, processor=processor)
-    return RemoteCode(folder=Path(folder), family=result.family, modules=result.modules, auto_maps=result.auto_maps)
+    return RemoteCode(
+        folder=Path(folder),
+        family=result.family,
+        modules=result.modules,
+        auto_maps=result.auto_maps,
+        pipelines=result.pipelines,
+    )

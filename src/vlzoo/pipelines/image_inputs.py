@@ -13,13 +13,20 @@ from transformers.image_utils import load_image
 from transformers.pipelines.image_feature_extraction import ImageFeatureExtractionPipeline
 from transformers.pipelines.zero_shot_image_classification import ZeroShotImageClassificationPipeline
 
-from vlzoo.processing.image_processor import VlzooImageProcessor
-
 __all__ = [
     "CheckedImageFeatureExtractionPipeline",
     "CheckedZeroShotImageClassificationPipeline",
     "load_pipeline_image",
 ]
+
+
+def _is_vlzoo_image_processor(image_processor: Any) -> bool:
+    """Whether `image_processor` is a `vlzoo.processing.VlzooImageProcessor`, by class name.
+
+    Without an import of vlzoo, so that this module can be bundled with remote code: there the image processor comes
+    from the folder's own modules, a different class object than any this module could import.
+    """
+    return any(cls.__name__ == "VlzooImageProcessor" for cls in type(image_processor).__mro__)
 
 
 def load_pipeline_image(
@@ -34,7 +41,7 @@ def load_pipeline_image(
     With a `VlzooImageProcessor` the input (PIL image, array, tensor, path, URL or base64 string) goes through the
     processor's rule and bad images raise a `ValueError` naming `argument_name`; otherwise transformers' `load_image`.
     """
-    if isinstance(image_processor, VlzooImageProcessor):
+    if _is_vlzoo_image_processor(image_processor):
         return image_processor.load_rgb_image(
             image, argument_name=argument_name, timeout=timeout, input_data_format=input_data_format
         )

@@ -7,6 +7,10 @@ transformers defines its own (a `_BaseAutoModelClass` over a lazy config -> mode
 registers its head). A family registers each head model with `register_head_model(head, ConfigClass, ModelClass)`;
 the pipelines load models through these classes and accept a model only if its class is the one registered for its
 config (so a base model without the head is refused with a message naming the head).
+
+This module imports nothing of vlzoo: the Hub bundler copies it into remote-code folders with the pipelines. There
+nothing is registered with these Auto classes, so a model whose config no Auto class knows is checked against the
+folder's `config.auto_map` instead, which names each head's class under the head's Auto class name.
 """
 
 from collections import OrderedDict
@@ -93,13 +97,31 @@ def unwrap_model(model: Any) -> Any:
     return model
 
 
+def _auto_map_head(model: Any, auto_class: type[_BaseAutoModelClass]) -> bool:
+    """Whether the model's class (or a base class) is the one its `config.auto_map` names for `auto_class`.
+
+    Remote code loads classes by name from the folder's own modules, so names are compared, not class objects.
+    """
+    auto_map = getattr(getattr(model, "config", None), "auto_map", None)
+    reference = auto_map.get(auto_class.__name__) if isinstance(auto_map, dict) else None
+    if not isinstance(reference, str) or not reference:
+        return False
+    class_name = reference.rpartition(".")[2]
+    return any(cls.__name__ == class_name for cls in type(model).__mro__)
+
+
 def has_head(model: Any, head: str) -> bool:
-    """Whether `model` is an instance of the class registered as the `head` model of its config."""
-    mapping = _check_head_key(head)._model_mapping
+    """Whether `model` is an instance of the class registered as the `head` model of its config.
+
+    A config no Auto class knows (a remote-code folder loaded where vlzoo is not installed) is answered by the
+    folder's `config.auto_map` entry for the head's Auto class.
+    """
+    auto_class = _check_head_key(head)
+    mapping = auto_class._model_mapping
     model = unwrap_model(model)
     config_class = type(getattr(model, "config", None))
     if config_class not in mapping:
-        return False
+        return _auto_map_head(model, auto_class)
     return isinstance(model, mapping[config_class])
 
 
