@@ -2,13 +2,38 @@
 
 from typing import Any
 
-from ...registry import Family
+from ...registry import DemoSpec, Family
 
 
 def _transvg_pp_converter() -> Any:
     from .conversion_transvg_pp import TransvgPlusPlusConverter
 
     return TransvgPlusPlusConverter()
+
+
+def _demo() -> DemoSpec:
+    """`vlzoo demo grounding`: a small TransVG++ on the shapes referring expressions (see `demo_transvg_pp`)."""
+    from . import demo_transvg_pp as demo
+
+    return DemoSpec(
+        description="a small TransVG++ grounding the shapes referring expressions, against the mean training box",
+        task="grounding",
+        models={"transvg_pp": demo.demo_config},
+        processor=demo.demo_processor,
+        evaluate=demo.demo_score,
+        summary="grounding acc@0.5: transvg_pp={score[transvg_pp]:.3f} baseline={baseline:.3f}",
+        metric="grounding_accuracy",
+        references=demo.demo_references,
+        figure=demo.demo_figure,
+        figure_name="grounding.png",
+        data={"num_validation": 8, "image_size": demo.DEMO_IMAGE_SIZE, "max_objects": demo.DEMO_MAX_OBJECTS},
+        training=demo.demo_training,
+        max_steps=1600,
+        batch_size=32,
+        num_train=3000,
+        num_test=200,
+        aliases=("grounding",),
+    )
 
 
 def build_family() -> Family:
@@ -40,4 +65,5 @@ def build_family() -> Family:
         presets={"tiny": 115_542_212, "small": 133_922_180, "base": 206_071_556},
         config_builder=TransvgPlusPlusConfig.from_preset,
         processor_builder=TransvgProcessor.from_model_config,
+        demo=_demo(),
     )
