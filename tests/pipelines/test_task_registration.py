@@ -42,6 +42,7 @@ def test_every_task_is_registered_with_its_class_and_auto_classes():
             "image-text-matching",
             "vlzoo-visual-question-answering",
             "visual-grounding",
+            "vlzoo-image-captioning",
         }
     )
     for task, pipeline_class in PIPELINE_TASKS.items():
@@ -54,7 +55,8 @@ def test_every_task_is_registered_with_its_class_and_auto_classes():
 
 
 def test_head_keys_are_training_task_keys():
-    assert set(HEAD_AUTO_CLASSES) == {"vqa", "itm", "grounding"} <= set(OBJECTIVES)
+    assert set(HEAD_AUTO_CLASSES) == {"vqa", "itm", "grounding", "captioning"}
+    assert {"vqa", "itm", "grounding"} <= set(OBJECTIVES)  # captioning trains with its family's own objective
     assert HEAD_AUTO_CLASSES["vqa"] is AutoModelForVisualQuestionAnswering
 
 
@@ -88,7 +90,7 @@ def test_head_auto_classes_load_and_build_the_registered_heads(tmp_path):
     with pytest.raises(ValueError, match="Unrecognized configuration class"):
         AutoModelForVisualGrounding.from_config(CLIPConfig())
     with pytest.raises(ValueError, match="head must be one of"):
-        register_head_model("captioning", ToyFusionConfig, ToyFusionModel)
+        register_head_model("segmentation", ToyFusionConfig, ToyFusionModel)
 
 
 def test_has_head_and_check_head():
