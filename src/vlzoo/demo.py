@@ -107,10 +107,21 @@ def run_demo(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     start = time.perf_counter()
+    transformers_logger = logging.getLogger("transformers")
+    level = transformers_logger.level  # the demo quiets transformers while it runs, then gives the level back
     with atomic_output_dir(output_dir, overwrite=overwrite, writer="vlzoo demo") as temporary:
-        result = _run(
-            temporary, chosen, budget["max_steps"], budget["batch_size"], budget["num_train"], budget["num_test"], seed
-        )
+        try:
+            result = _run(
+                temporary,
+                chosen,
+                budget["max_steps"],
+                budget["batch_size"],
+                budget["num_train"],
+                budget["num_test"],
+                seed,
+            )
+        finally:
+            transformers_logger.setLevel(level)
     if result.figure is not None:
         result.figure = Path(output_dir) / result.figure.name
     result.seconds = time.perf_counter() - start
