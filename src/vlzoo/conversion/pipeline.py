@@ -176,7 +176,9 @@ def convert_checkpoint(
     resizing of ``position_tables`` stored at another grid -> strict load into a fresh model
     (missing/unexpected/misshaped keys are an error) -> ``eval()`` -> optional parity against an io.safetensors file
     with eager attention (a failure aborts) -> atomic write of the model (safetensors), the processor,
-    ``parity.json``, ``conversion_report.txt`` and, with ``remote_code``, the code that loads it without vlzoo.
+    ``parity.json``, ``conversion_report.txt``, with ``remote_code`` the code that loads it without vlzoo, and the
+    model card README.md (the matching card of ``model_cards/``, else a minimal one: see
+    :func:`vlzoo.hub.cards.write_folder_card`).
 
     Args:
         converter: the family's :class:`FamilyConverter`.
@@ -269,6 +271,7 @@ def convert_checkpoint(
             from vlzoo.hub.remote_code import add_remote_code
 
             add_remote_code(temporary, model=model, processor=processor)
+        _write_card(converter, temporary, Path(checkpoint).name, variant, Path(output_dir).name)
     logger.info(f"Wrote the converted {converter.family} model to {output_dir}")
     return ConversionResult(
         output_dir=Path(output_dir),
@@ -281,6 +284,24 @@ def convert_checkpoint(
         mapping_report=mapping_report,
         parity_report=parity_report,
         resized=resized,
+    )
+
+
+def _write_card(converter: FamilyConverter, folder: Path, checkpoint: str, variant: str | None, name: str) -> None:
+    """README.md: the card of `model_cards/` that matches the checkpoint (by family, file name or variant), with the
+    parity just measured, else a minimal card; a converted folder never goes without one."""
+    from vlzoo.hub.cards import write_folder_card
+
+    described = f"`{printable(checkpoint)}`" + (f" (variant `{variant}`)" if variant else "")
+    _, card = write_folder_card(
+        folder,
+        description=f"Converted from the original {converter.family} checkpoint {described} by `vlzoo convert`.",
+        checkpoint=checkpoint,
+        variant=variant,
+        repo=name,
+    )
+    logger.info(
+        f"Model card: {f'model_cards/{card.family}/{card.variant}.yaml' if card else 'minimal (no card matches)'}"
     )
 
 

@@ -50,6 +50,8 @@ __all__ = [
     "list_pretrained",
     "load_card",
     "load_cards",
+    "match_card",
+    "minimal_pipeline_tag",
     "parity_from_json",
     "readme_with_model_table",
     "render_model_card",
@@ -57,7 +59,9 @@ __all__ = [
     "sync_readme_model_table",
     "update_card_parity",
     "validate_card",
+    "write_minimal_model_card",
     "write_model_card",
+    "write_folder_card",
 ]
 
 HUB_ORGANIZATION = "vlzoo"
@@ -89,6 +93,26 @@ README_TABLE_END = "<!-- model-table:end -->"
 # Written into every rendered card, so that `write_model_card` recognises a README.md it may replace.
 _GENERATED_PREFIX = "<!-- vlzoo model card"
 _GENERATED = _GENERATED_PREFIX + ", generated from model_cards/{family}/{variant}.yaml -->"
+_GENERATED_MINIMAL = _GENERATED_PREFIX + ", generated without a card file: no model_cards entry matches this model -->"
+# A model's head (the task key of `Family.heads`) -> the Hub pipeline tag of a minimal card, as the card files use
+# them; a class that is no head is tagged by the transformers Auto class it is registered with, else as features.
+HEAD_PIPELINE_TAGS: dict[str, str] = {
+    "contrastive": "zero-shot-image-classification",
+    "itm": "zero-shot-image-classification",
+    "vqa": "visual-question-answering",
+    "visual-reasoning": "visual-question-answering",
+    "visual-entailment": "visual-question-answering",
+    "captioning": "image-to-text",
+    "grounding": "zero-shot-object-detection",
+    "image-classification": "image-classification",
+    "mlm": "feature-extraction",
+    "pretraining": "feature-extraction",
+}
+_AUTO_CLASS_PIPELINE_TAGS: dict[str, str] = {
+    "AutoModelForZeroShotImageClassification": "zero-shot-image-classification",
+    "AutoModelForImageClassification": "image-classification",
+    "AutoModelForVisualQuestionAnswering": "visual-question-answering",
+}
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")
 _TAG = re.compile(r"^[a-z0-9][a-z0-9+._-]*$")
@@ -701,7 +725,11 @@ def _results_table(card: CheckpointCard) -> str:
 
 
 def _parity_table(card: CheckpointCard) -> str:
-    parity = card.parity
+    return _parity_text(card.parity)
+
+
+def _parity_text(parity: Parity | None) -> str:
+    """The card section on parity: the outputs compared and their differences, or that none was measured."""
     if parity is None:
         return (
             "No conversion of this checkpoint has been checked against the original code's outputs yet "
@@ -809,25 +837,257 @@ def write_model_card(folder: str | Path, card: CheckpointCard) -> Path:
     The folder's `parity.json`, when a conversion wrote one, fills the card's parity. The folder's vlzoo output
     record (`.vlzoo-output.json`) then lists README.md too. A README.md that vlzoo did not write is never replaced.
     """
-    from ..conversion.output_dir import read_marker, write_marker
-
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"model folder {folder} does not exist (write the model first)")
     if (folder / "parity.json").is_file():
         card = card_with_parity(card, folder / "parity.json")
     target = folder / CARD_FILE
-    marker = read_marker(folder)
-    if target.exists():
-        ours = target.is_file() and _GENERATED_PREFIX in target.read_text(encoding="utf-8", errors="replace")
-        if not ours and (marker is None or CARD_FILE not in marker["files"]):
-            raise FileExistsError(
-                f"{target} exists and vlzoo did not write it; move it away to write the model card there"
-            )
+    _check_replaceable(folder)
     render_model_card(card).save(target)
+    _record_card(folder)
+    return target
+
+
+def _check_replaceable(folder: Path) -> None:
+    """Refuse to write over a README.md of `folder` that vlzoo did not write (its marker or text says so)."""
+    from ..conversion.output_dir import read_marker
+
+    target = folder / CARD_FILE
+    if not (target.exists() or target.is_symlink()):
+        return
+    marker = read_marker(folder)
+    ours = target.is_file() and _GENERATED_PREFIX in target.read_text(encoding="utf-8", errors="replace")
+    if not ours and (marker is None or CARD_FILE not in marker["files"]):
+        raise FileExistsError(
+            f"{target} exists and vlzoo did not write it; move it away to write the model card there"
+        )
+
+
+def match_card(
+    family: str,
+    *,
+    head_class: str,
+    checkpoint: str | None = None,
+    variant: str | None = None,
+    parity_checked: bool = False,
+    root: str | Path | None = None,
+) -> CheckpointCard | None:
+    """The card of `family` that describes a converted checkpoint, or None when no card (or more than one) fits.
+
+    A card fits when it converts to `head_class` and names the checkpoint's file name (`checkpoint`, a file name;
+    several such cards are told apart by `variant`); else when `variant` is its variant or preset and no other card
+    of the family has it. A card naming another file fits by variant only when no parity was measured
+    (`parity_checked`): the recorded parity would be about another file.
+    """
+    if not isinstance(head_class, str) or not head_class:
+        raise ValueError(f"head_class must be a model class name, got {head_class!r}")
+    # a card that states the checkpoint cannot be converted does not describe a conversion
+    candidates = [
+        card for card in load_cards(root, family=family) if card.head_class == head_class and card.unsupported is None
+    ]
+    by_variant = [card for card in candidates if variant is not None and variant in (card.variant, card.preset)]
+    if checkpoint is not None:
+        by_file = [card for card in candidates if card.source.file == checkpoint]
+        if len(by_file) > 1:
+            by_file = [card for card in by_file if card in by_variant]
+        if by_file:
+            return by_file[0] if len(by_file) == 1 else None
+    fitting = [card for card in by_variant if card.source.file is None or not parity_checked]
+    return fitting[0] if len(fitting) == 1 else None
+
+
+def minimal_pipeline_tag(model_class: type) -> str | None:
+    """The Hub pipeline tag of a minimal card for a model of `model_class` (None for a class of no vlzoo family)."""
+    from ..registry import families
+
+    for family in families():
+        for head, cls in family.heads.items():
+            if cls is model_class and head in HEAD_PIPELINE_TAGS:
+                return HEAD_PIPELINE_TAGS[head]
+        for auto_name, cls in family.auto_models.items():
+            if cls is model_class and auto_name in _AUTO_CLASS_PIPELINE_TAGS:
+                return _AUTO_CLASS_PIPELINE_TAGS[auto_name]
+        if model_class in family.model_classes:
+            return "feature-extraction"
+    return None
+
+
+_MINIMAL_TEMPLATE = """---
+{{ card_data }}
+---
+
+{{ generated }}
+
+# {{ title }}
+
+{{ description }}
+
+No card of vlzoo's `model_cards/` describes this model, so no licence or provenance is recorded here: the licence is
+unknown until the owner of the weights (for converted weights, their original authors) states one.
+
+| | |
+|---|---|
+| family | {{ family }} |
+| model class | `{{ model_class }}` |
+
+## How to use
+{% if family_key %}
+With vlzoo installed (`pip install vlzoo`):
+
+```python
+import vlzoo
+from transformers import AutoProcessor
+from vlzoo import {{ model_class }}
+
+model = {{ model_class }}.from_pretrained("{{ repo }}")
+processor = AutoProcessor.from_pretrained("{{ repo }}")
+```
+
+Without vlzoo, a folder that carries its remote code (`vlzoo publish` adds it; `vlzoo convert --remote-code`) loads
+through transformers:
+
+```python
+from transformers import AutoModel, AutoProcessor
+
+model = AutoModel.from_pretrained("{{ repo }}", trust_remote_code=True)
+processor = AutoProcessor.from_pretrained("{{ repo }}", trust_remote_code=True)
+```
+{% else %}
+```python
+from transformers import AutoModel
+
+model = AutoModel.from_pretrained("{{ repo }}")
+```
+{% endif %}
+## Parity with the original code
+
+{{ parity }}
+"""
+
+
+def _folder_model(folder: Path) -> tuple[str | None, str | None]:
+    """(the class name config.json's `architectures` names, the model_type) of a saved folder, None where absent."""
+    path = folder / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} has no config.json; save the model there first")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({type(error).__name__})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} holds a JSON {type(config).__name__}; expected an object")
+    architectures = config.get("architectures")
+    valid = isinstance(architectures, list) and architectures and isinstance(architectures[0], str)
+    model_type = config.get("model_type")
+    return architectures[0] if valid else None, model_type if isinstance(model_type, str) else None
+
+
+def write_minimal_model_card(folder: str | Path, *, description: str, repo: str | None = None) -> Path:
+    """Write a minimal README.md into a saved model folder that no card file describes; returns its path.
+
+    Its metadata is valid Hub metadata (library, tags, the pipeline tag of the model's head, licence `other` named
+    `unknown`), it says how to load the folder, and the folder's `parity.json`, when a conversion wrote one, fills the
+    parity section. A README.md that vlzoo did not write is never replaced.
+
+    Args:
+        folder: the saved folder (its config.json names the model class in `architectures`).
+        description: one paragraph on where the weights come from (converted from what, trained how).
+        repo: the name the how-to-use snippets load (default: the folder's name).
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from ..registry import families
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model folder {folder} does not exist (write the model first)")
+    if not isinstance(description, str) or not description.strip():
+        raise ValueError(f"description must be a non-empty text on where the weights come from, got {description!r}")
+    class_name, model_type = _folder_model(folder)
+    family = next((family for family in families() if family.model_type == model_type), None)
+    model_class = None
+    if family is not None:
+        model_class = next((cls for cls in family.model_classes if cls.__name__ == class_name), None)
+    parity = parity_from_json(folder / "parity.json") if (folder / "parity.json").is_file() else None
+    tags = ["vlzoo", *([family.key] if family is not None else [])]
+    data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag=minimal_pipeline_tag(model_class) if model_class is not None else None,
+        tags=tags,
+        license="other",
+        license_name="unknown",
+    )
+    _check_replaceable(folder)
+    card = ModelCard.from_template(
+        data,
+        template_str=_MINIMAL_TEMPLATE,
+        generated=_GENERATED_MINIMAL,
+        title=_prose(" ".join(part for part in (family.name if family else None, class_name) if part) or "Model"),
+        description=_prose(description),
+        family=f"{family.name} (`{family.key}`)" if family is not None else "-",
+        family_key=family.key if family is not None and class_name else None,
+        model_class=class_name or "-",
+        repo=repo or folder.name,
+        parity=_parity_text(parity),
+    )
+    target = folder / CARD_FILE
+    card.save(target)
+    _record_card(folder)
+    return target
+
+
+def _record_card(folder: Path) -> None:
+    """Add README.md to the files the folder's vlzoo output record lists, when the folder has one."""
+    from ..conversion.output_dir import read_marker, write_marker
+
+    marker = read_marker(folder)
     if marker is not None and CARD_FILE not in marker["files"]:
         write_marker(folder, writer=str(marker.get("writer", "vlzoo")), files=[*marker["files"], CARD_FILE])
-    return target
+
+
+def write_folder_card(
+    folder: str | Path,
+    *,
+    description: str,
+    checkpoint: str | None = None,
+    variant: str | None = None,
+    repo: str | None = None,
+    root: str | Path | None = None,
+) -> tuple[Path, CheckpointCard | None]:
+    """Write the folder's README.md: the card of `model_cards/` that matches it (`match_card`), else a minimal one.
+
+    Returns the README's path and the card used (None for a minimal card).
+
+    Args:
+        folder: a saved model folder of a vlzoo family (config.json with `architectures`).
+        description: where the weights come from, for a minimal card.
+        checkpoint: the original checkpoint's file name, matched against the cards' `source.file`.
+        variant: the conversion's variant, matched against the cards' variant and preset.
+        repo: the name a minimal card's snippets load (default: the folder's name).
+        root: the card files' folder (default `cards_dir()`; without card files every card is a minimal one).
+    """
+    from ..registry import families
+
+    folder = Path(folder)
+    class_name, model_type = _folder_model(folder)
+    family = next((family for family in families() if family.model_type == model_type), None)
+    card = None
+    try:
+        if family is not None and class_name is not None:
+            card = match_card(
+                family.key,
+                head_class=class_name,
+                checkpoint=checkpoint,
+                variant=variant,
+                parity_checked=(folder / "parity.json").is_file(),
+                root=root,
+            )
+    except FileNotFoundError:  # no card files (an installation without them): the minimal card
+        card = None
+    if card is not None:
+        return write_model_card(folder, card), card
+    return write_minimal_model_card(folder, description=description, repo=repo), None
 
 
 # ----------------------------------------------------------------------------------------------------------------
