@@ -96,6 +96,7 @@ def test_two_processes_train_in_sync_and_match_one_process(tmp_path):
     assert (results_dir / "processor_saves.log").read_text().split() == ["0"]
     assert sorted(p.name for p in output_dir.iterdir()) == [
         ".vlzoo-output.json",
+        "README.md",
         "checkpoints",
         "config.json",
         "model.safetensors",

@@ -37,7 +37,7 @@ def test_loss_decreases_and_saved_model_reloads(tmp_path):
 
     assert result.final_model_dir == str(tmp_path / "run")
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
-    assert files == [".vlzoo-output.json", "config.json", "model.safetensors"]  # nothing partial left behind
+    assert files == [".vlzoo-output.json", "README.md", "config.json", "model.safetensors"]  # nothing partial left
     reloaded = ToyRegressionModel.from_pretrained(result.final_model_dir)
     probe = torch.randn(5, ToyRegressionConfig().input_size)
     model.cpu().eval()  # trained on the accelerator when there is one

@@ -64,8 +64,9 @@ def test_resume_reuses_the_folder_and_leaves_no_stale_file_of_the_previous_final
     result = train(toy_model(), ToyObjective(), data, args=more)
     assert result.global_step == 6
     assert (run_dir / "model.safetensors").read_bytes() != old_weights
-    assert sorted(p.name for p in run_dir.iterdir()) == [MARKER, "checkpoints", "config.json", "model.safetensors"]
-    assert json.loads((run_dir / MARKER).read_text())["files"] == ["config.json", "model.safetensors"]
+    expected = ["README.md", "config.json", "model.safetensors"]  # the card describes the new weights
+    assert sorted(p.name for p in run_dir.iterdir()) == sorted([MARKER, "checkpoints", *expected])
+    assert json.loads((run_dir / MARKER).read_text())["files"] == expected
 
 
 def test_a_file_added_inside_a_final_model_subfolder_is_refused_then_the_subfolder_is_cleaned(tmp_path):

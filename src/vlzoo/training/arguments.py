@@ -52,7 +52,14 @@ class TrainingArguments:
         num_workers: DataLoader worker processes (0 loads in the training process).
         log_every_steps: Average the training loss over this many steps into `train_loss_history`.
         progress_bar: Show a tqdm bar with the loss on the main process.
-        save_final_model: Write the trained model (and processor, if given) to `output_dir` at the end.
+        save_final_model: Write the trained model (and processor, if given) to `output_dir` at the end, with a
+            minimal model card (README.md: Hub metadata, how to load it; licence unknown) unless the model writes
+            its own (a PEFT adapter does).
+        remote_code: With the final model, also write the code that loads it where vlzoo is not installed
+            (`vlzoo.hub.add_remote_code`: the family's modules, its pipelines and `auto_map`), so that
+            `AutoModel.from_pretrained(output_dir, trust_remote_code=True)` and the family's pipelines work without
+            vlzoo. Needs `save_final_model` and a model of a registered vlzoo family (not a PEFT wrapper: merge
+            the adapter first).
     """
 
     output_dir: str
@@ -77,6 +84,7 @@ class TrainingArguments:
     log_every_steps: int = 10
     progress_bar: bool = True
     save_final_model: bool = True
+    remote_code: bool = False
 
     def __post_init__(self):
         if not isinstance(self.output_dir, (str, Path)) or not str(self.output_dir):
@@ -98,9 +106,14 @@ class TrainingArguments:
                 f"TrainingArguments.mixed_precision must be one of {MIXED_PRECISION_CHOICES} or None (the launcher's "
                 f"setting), got {self.mixed_precision!r}."
             )
-        for name in ("gradient_checkpointing", "progress_bar", "save_final_model"):
+        for name in ("gradient_checkpointing", "progress_bar", "save_final_model", "remote_code"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"TrainingArguments.{name} must be true or false, got {getattr(self, name)!r}.")
+        if self.remote_code and not self.save_final_model:
+            raise ValueError(
+                "TrainingArguments.remote_code=True writes code next to the final model, but save_final_model is false; "
+                "set save_final_model=True or remote_code=False."
+            )
         if self.resume_from is not None and (
             not isinstance(self.resume_from, (str, Path)) or not str(self.resume_from)
         ):

@@ -263,7 +263,7 @@ def train(
     final_model_dir = None
     if args.save_final_model:
         _check_finite_parameters(model, state.global_step, args)
-        final_model_dir = _save_final_model(accelerator, model, processor, args.output_dir)
+        final_model_dir = _save_final_model(accelerator, model, processor, args, state.global_step)
     for callback in callbacks:
         callback.on_train_end(args, state)
     accelerator.wait_for_everyone()
@@ -342,6 +342,21 @@ def _check_inputs(
         )
     if processor is not None and not callable(getattr(processor, "save_pretrained", None)):
         raise TypeError(f"processor must have save_pretrained(), got {type(processor).__name__}.")
+    if args.remote_code:
+        _check_remote_code_model(model)
+
+
+def _check_remote_code_model(model: Any) -> None:
+    """remote_code=True bundles the code of a vlzoo family's model: refuse anything else before training starts."""
+    from ..registry import family_for_model_type
+
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if not isinstance(model, PreTrainedModel) or family_for_model_type(model_type or "") is None:
+        raise ValueError(
+            f"remote_code=True needs a transformers model of a registered vlzoo family (its code is what is bundled); "
+            f"got {type(model).__name__} (model_type {model_type!r}). A PEFT model saves only its adapter: merge it "
+            "(merge_and_unload) first, or set remote_code=False."
+        )
 
 
 def _check_process_count(accelerator: Accelerator) -> None:
@@ -417,13 +432,16 @@ def _evaluate(
         callback.on_evaluate(args, state, metrics)
 
 
-def _save_final_model(accelerator: Accelerator, model: torch.nn.Module, processor: Any, output_dir: str) -> str:
+def _save_final_model(
+    accelerator: Accelerator, model: torch.nn.Module, processor: Any, args: TrainingArguments, steps: int
+) -> str:
     """`save_pretrained` into a temporary folder, then move the files into `output_dir` (main process only).
 
-    Only files an earlier final save of this run wrote are replaced; the ones it wrote and this one does not are
-    removed, so no stale file describes the new weights.
+    The folder gets the remote code with `args.remote_code` and a minimal model card (`_write_card`). Only files an
+    earlier final save of this run wrote are replaced; the ones it wrote and this one does not are removed, so no
+    stale file describes the new weights.
     """
-    output = Path(output_dir)
+    output = Path(args.output_dir)
     partial = output / ".partial_final_model"  # the trainer's own temporary folder, left over only by a crash
     if accelerator.is_main_process and partial.exists():
         shutil.rmtree(partial)
@@ -435,6 +453,12 @@ def _save_final_model(accelerator: Accelerator, model: torch.nn.Module, processo
         unwrapped.save_pretrained(partial, is_main_process=accelerator.is_main_process)
     if accelerator.is_main_process and processor is not None:
         processor.save_pretrained(partial)
+    if accelerator.is_main_process:
+        if args.remote_code:
+            from ..hub.remote_code import add_remote_code
+
+            add_remote_code(partial, model=unwrapped, processor=processor)
+        _write_card(partial, output.name, steps)
     accelerator.wait_for_everyone()
     clashes = final_model_clashes(partial, output)  # on every process, so that all of them stop together
     accelerator.wait_for_everyone()
@@ -449,6 +473,17 @@ def _save_final_model(accelerator: Accelerator, model: torch.nn.Module, processo
         install_final_model(partial, output)
     accelerator.wait_for_everyone()
     return str(output)
+
+
+def _write_card(folder: Path, name: str, steps: int) -> None:
+    """A minimal model card for the saved model, unless it wrote its own (PEFT does) or has no config.json."""
+    from ..hub.cards import CARD_FILE, write_minimal_model_card
+
+    if (folder / CARD_FILE).exists() or not (folder / "config.json").is_file():
+        return
+    write_minimal_model_card(
+        folder, description=f"Trained with vlzoo's trainer for {steps} optimizer steps.", repo=name
+    )
 
 
 __all__ = ["TrainResult", "enable_activation_checkpointing", "train"]
