@@ -9,7 +9,7 @@ repetition pair, median and spread), and the fraction of this machine's GEMM pea
 FLOPs (counted with `torch.utils.flop_counter`) per second over the best rate of a large matmul measured here, in
 the same dtype, at the start and at the end of the run.
 
-    nice python benchmarks/flava_vs_transformers.py [--batch 8] [--repeats 7] [--padded] [--json out.json]
+    nice python benchmarks/flava_vs_transformers.py [--batch 8] [--repeats 7] [--padded] [--threads N] [--json out.json]
 
 `--padded` gives the texts different lengths (padded to 32, the processor's attention_mask passed to both models);
 by default every text is 32 real tokens (the attention_mask is still passed, all ones). Outputs are checked to agree
@@ -136,9 +136,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--padded", action="store_true", help="texts of different lengths, padded to 32")
     parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's); 1 is steadier on a busy machine"
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     dtypes = [getattr(torch, name) for name in args.dtypes.split(",")]
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as workdir:
         reference, model = build_models(Path(workdir))
@@ -165,13 +170,16 @@ def main(argv: list[str] | None = None) -> dict:
             for fn in runs.values():
                 fn()
         times: dict[str, list[float]] = {k: [] for k in runs}
+        cpu: dict[str, list[float]] = {k: [] for k in runs}
         for repeat in range(args.repeats):
             order = list(runs) if repeat % 2 == 0 else list(runs)[::-1]
             for key in order:
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 runs[key]()
                 times[key].append(time.perf_counter() - start)
+                cpu[key].append(time.process_time() - start_cpu)
         ratios = [t / v for t, v in zip(times["transformers"], times["vlzoo"], strict=True)]
+        cpu_ratios = [t / v for t, v in zip(cpu["transformers"], cpu["vlzoo"], strict=True)]
         report[name] = {
             "max_abs_diff": diffs,
             "max_abs_error_vs_fp32_transformers": errors,
@@ -179,6 +187,9 @@ def main(argv: list[str] | None = None) -> dict:
             "flops_vlzoo": flops["vlzoo"],
             "seconds": {k: spread(v) for k, v in times.items()},
             "speedup_per_pair": spread(ratios),
+            # process CPU seconds: with --threads 1 a measure of the work that other load on the machine barely moves
+            "cpu_seconds": {k: spread(v) for k, v in cpu.items()},
+            "cpu_speedup_per_pair": spread(cpu_ratios),
         }
     peaks_after = {str(d): gemm_peak(d) for d in dtypes}
     for dtype in dtypes:
@@ -202,6 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"  speedup {speedup:.2f}x (per pair: median {pairs['median']:.2f}, range {pairs['min']:.2f}..{pairs['max']:.2f})"
             f"  | of the GEMM peak {peak / 1e9:.0f} GFLOP/s ({entry['flops'] / 1e9:.0f} GFLOP per forward): transformers"
             f" {entry['fraction_of_peak']['transformers']:.0%}, vlzoo {entry['fraction_of_peak']['vlzoo']:.0%}"
+            f"  | CPU-time speedup {entry['cpu_speedup_per_pair']['median']:.2f}x"
             f"  | max|diff| vlzoo-transformers {max(entry['max_abs_diff'].values()):.1e}, vs fp32 transformers:"
             f" transformers {entry['max_abs_error_vs_fp32_transformers']['transformers']:.1e},"
             f" vlzoo {entry['max_abs_error_vs_fp32_transformers']['vlzoo']:.1e}"

@@ -163,3 +163,37 @@ def test_fast_linear_matches_the_module(activation, fast_path_on):
         scale = expected.abs().max().item() + 1
         assert (got - expected).abs().max() <= 1e-5 * scale
         assert (with_residual - (expected + residual)).abs().max() <= 1e-5 * scale
+
+
+def test_bf16_weight_cache_follows_the_weights(fast_path_on):
+    """The cached bf16 weights are reused across calls and rebuilt when a weight changes in place or is replaced."""
+    torch.manual_seed(0)
+    config = tiny_config()
+    model = FlavaModel(config).eval()
+    inputs = _inputs(config)
+    if not fast_path._onednn_linear_ok():
+        pytest.skip("this PyTorch build has no usable oneDNN linear op: the fast path is off")
+
+    def fresh():  # the same fast path without the cache
+        fast_path.set_fast_path(True, cache_weights=False)
+        try:
+            return _run(model, inputs, fast=True, bf16=True)[0]
+        finally:
+            fast_path.set_fast_path(True, cache_weights=True)
+
+    first, _ = _run(model, inputs, fast=True, bf16=True)
+    layer = model.text_model.encoder.layers[0]
+    assert "_vlzoo_fast_path_cache" in vars(layer.mlp.fc1) and "_vlzoo_fast_path_cache" in vars(layer.self_attn)
+    assert _max_diff(_run(model, inputs, fast=True, bf16=True)[0], first) == 0.0
+    with torch.no_grad():
+        layer.mlp.fc1.weight.mul_(3.0)
+        layer.self_attn.k_proj.bias.add_(1.0)
+    changed, _ = _run(model, inputs, fast=True, bf16=True)
+    assert _max_diff(changed, first) > 1e-3 and _max_diff(changed, fresh()) == 0.0
+    state = {
+        k: torch.randn_like(v) if k.startswith("text_model.encoder") else v for k, v in model.state_dict().items()
+    }
+    model.load_state_dict(state)
+    assert _max_diff(_run(model, inputs, fast=True, bf16=True)[0], fresh()) == 0.0
+    fast_path.clear_weight_cache(model)
+    assert "_vlzoo_fast_path_cache" not in vars(layer.mlp.fc1)
