@@ -1,5 +1,10 @@
 """`vlzoo demo beit3`: a small BEiT-3 trained on shapes VQA, reloaded through the VQA pipeline and compared with the
-best question-type prior (the most frequent training answer of each question type)."""
+best question-type prior (the most frequent training answer of each question type).
+
+Trained from scratch on VQA alone, a small BEiT-3 first learns the prior of each question type and reads colours and
+shapes only much later; a first stage of image-text contrastive training on the captions (the retrieval head: the
+vision class token against the caption's `<s>`) teaches the vision class token, which the VQA pooler reads, the
+objects' colours and shapes, and the VQA stage starts from its folder."""
 
 import functools
 import re
@@ -17,10 +22,12 @@ from .configuration_beit3 import Beit3Config
 DEMO_IMAGE_SIZE = 64
 FIGURE_EXAMPLES = 8
 
-# Every word of the shapes questions (vlzoo.data.scene_text) as one sentencepiece piece, so a question is a few
-# tokens; letters and digits cover anything else.
+# Every word of the shapes questions and captions (vlzoo.data.scene_text) as one sentencepiece piece, so a text is a
+# few tokens; letters, digits and punctuation cover anything else.
 _WORDS = """What How Is is color shape object objects shapes are there in the image can you see large small of left right
-above below on or top bottom at from first second third fourth fifth sixth seventh eighth ninth tenth many""".split()
+above below on or top bottom at from first second third fourth fifth sixth seventh eighth ninth tenth many a an
+and with drawn background noisy gradient single total biggest smaller middle center zero one two three four five six
+seven eight nine ten white gray grey black light dark to""".split()
 
 
 def _vocabulary() -> list[str]:
@@ -37,8 +44,14 @@ def demo_sentencepiece_model() -> Path:
     next to each demo model carries a copy."""
     from .tokenization_beit3 import write_sentencepiece_model
 
-    pieces = [("▁" + word, -2.0) for word in _vocabulary()] + [("▁", -3.0), ("?", -3.0)]
-    pieces += [(c, -6.0) for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!'"]
+    pieces = [("▁" + word, -2.0) for word in _vocabulary()] + [
+        ("▁", -3.0),
+        ("?", -3.0),
+        (",", -3.0),
+        (";", -3.0),
+        (":", -3.0),
+    ]
+    pieces += [(c, -6.0) for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.!'-"]
     path = Path(tempfile.mkdtemp(prefix="vlzoo-beit3-demo-")) / "beit3.spm"
     write_sentencepiece_model(path, pieces)
     return path
@@ -89,6 +102,8 @@ def demo_score(model_dir: Path, test: Any) -> DemoScore:
     from ...evaluation.vqa import normalize_vqa_answer, vqa_answer_scores
 
     rows = task_dataset(test, "vqa")
+    if (Path(model_dir) / "vqa").is_dir():  # staged training: the last stage's folder
+        model_dir = Path(model_dir) / "vqa"
     answerer = pipeline("vlzoo-visual-question-answering", model=str(model_dir))
     results = answerer(list(rows["image"]), list(rows["question"]), top_k=1, batch_size=64)
     predictions = [result[0]["answer"] for result in results]

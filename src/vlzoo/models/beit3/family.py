@@ -46,8 +46,9 @@ def _demo() -> DemoSpec:
     from . import demo_beit3
 
     return DemoSpec(
-        description="a small BEiT-3 trained on shapes VQA, against the best question-type prior",
-        task="vqa",
+        description="a small BEiT-3 trained on shapes (contrastive on the captions, then VQA), against the best "
+        "question-type prior",
+        task=("contrastive", "vqa"),
         models={"beit3": demo_beit3.demo_config},
         processor=demo_beit3.demo_processor,
         evaluate=demo_beit3.demo_score,
@@ -58,12 +59,12 @@ def _demo() -> DemoSpec:
         figure_name="beit3_vqa.png",
         data={"num_validation": 8, "image_size": demo_beit3.DEMO_IMAGE_SIZE},
         training=lambda max_steps: {
-            "learning_rate": 1e-3,
+            "learning_rate": 3e-4,
             "weight_decay": 0.01,
             "warmup_steps": max_steps // 10,
             "log_every_steps": 25,
         },
-        max_steps=400,
+        max_steps=1000,
         batch_size=32,
         num_train=2000,
         num_test=200,
