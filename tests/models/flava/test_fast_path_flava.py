@@ -86,7 +86,7 @@ def test_fast_path_reproduces_the_plain_modules(attn, fast_path_on):
     fast, fast_ops = _run(model, inputs, fast=True)
     plain, plain_ops = _run(model, inputs, fast=False)
     if not fast_path._onednn_linear_ok():
-        pytest.skip("this PyTorch build has no usable oneDNN linear op: the fast path is off")
+        pytest.skip(reason="this PyTorch build has no usable oneDNN linear op: the fast path is off")
     assert ONEDNN in fast_ops and ONEDNN not in plain_ops
     assert _max_diff(fast, plain) <= 1e-5
     assert (fast.logits_per_image - plain.logits_per_image).abs().max() <= 1e-5
@@ -107,7 +107,7 @@ def test_fast_path_steps_aside(fast_path_on):
     model = FlavaForSequenceClassification(config)
     inputs = _inputs(config)
     if not fast_path._onednn_linear_ok():
-        pytest.skip("this PyTorch build has no usable oneDNN linear op: the fast path is off")
+        pytest.skip(reason="this PyTorch build has no usable oneDNN linear op: the fast path is off")
 
     # training: gradients need the plain modules
     recorder = OpRecorder()
@@ -150,7 +150,7 @@ def test_fast_path_steps_aside(fast_path_on):
 def test_fast_linear_matches_the_module(activation, fast_path_on):
     torch.manual_seed(0)
     if not fast_path._onednn_linear_ok():
-        pytest.skip("this PyTorch build has no usable oneDNN linear op: the fast path is off")
+        pytest.skip(reason="this PyTorch build has no usable oneDNN linear op: the fast path is off")
     act = {None: lambda t: t, "gelu": nn.functional.gelu, "relu": torch.relu}[activation]
     for rows, width, out in ((1, 8, 3), (7, 48, 96), (394, 768, 2304)):
         module = nn.Linear(width, out)
@@ -172,7 +172,7 @@ def test_bf16_weight_cache_follows_the_weights(fast_path_on):
     model = FlavaModel(config).eval()
     inputs = _inputs(config)
     if not fast_path._onednn_linear_ok():
-        pytest.skip("this PyTorch build has no usable oneDNN linear op: the fast path is off")
+        pytest.skip(reason="this PyTorch build has no usable oneDNN linear op: the fast path is off")
 
     def fresh():  # the same fast path without the cache
         fast_path.set_fast_path(True, cache_weights=False)
