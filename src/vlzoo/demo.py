@@ -131,8 +131,9 @@ def run_demo(
 def _run(
     output: Path, family: Family, max_steps: int, batch_size: int, num_train: int, num_test: int, seed: int
 ) -> DemoResult:
-    from .data import load_shapes, task_dataset
+    from .data import load_shapes
     from .training import TrainingArguments, train
+    from .training.recipe import task_rows
 
     spec = family.demo
     start = time.perf_counter()
@@ -149,7 +150,8 @@ def _run(
         previous: Path | None = None
         for task in spec.tasks:
             folder = output / name if len(spec.tasks) == 1 else output / name / task
-            train_rows = task_dataset(data["train"], task)
+            # a family's own task (FLAVA "pretraining") reads the scenes as they are, as in `vlzoo train`
+            train_rows = task_rows(data["train"], task)
             labels = _labels_from_data(family, task, train_rows)
             if previous is None:
                 config = build_config()

@@ -302,7 +302,7 @@ def build_datasets(data_section: dict[str, Any], task: str = "contrastive"):
         from ..data import load_shapes
 
         splits = load_shapes(**values)
-        return _task_rows(splits["train"], task), _task_rows(splits["validation"], task)
+        return task_rows(splits["train"], task), task_rows(splits["validation"], task)
     from ..data import read_caption_dataset
 
     if not values.get("annotations") or not values.get("image_dir"):
@@ -328,14 +328,14 @@ def build_datasets(data_section: dict[str, Any], task: str = "contrastive"):
         train_set = train_set.select(range(kept))
     if num_train is not None:
         train_set = train_set.select(range(min(num_train, len(train_set))))
-    train_set, eval_set = _task_rows(train_set, task), _task_rows(eval_set, task)
+    train_set, eval_set = task_rows(train_set, task), task_rows(eval_set, task)
     if image_size is not None:
         train_set = train_set.with_transform(_ShorterSide(image_size))
         eval_set = eval_set.with_transform(_ShorterSide(image_size)) if eval_set is not None else None
     return train_set, eval_set
 
 
-def _task_rows(dataset: Any, task: str) -> Any:
+def task_rows(dataset: Any, task: str) -> Any:
     """The rows `task`'s objective reads; data of tasks outside `vlzoo.data.TASKS` (a family's own) as they are."""
     from ..data.tasks import TASKS, task_dataset
 
