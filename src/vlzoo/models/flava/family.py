@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from ...registry import Family
+from ...registry import DemoSpec, Family
 
 
 def _flava_converter() -> Any:
@@ -15,6 +15,37 @@ def _pretraining_objective(processor: Any, **options: Any) -> Any:
     from .objective_flava import FlavaPretrainingObjective
 
     return FlavaPretrainingObjective(processor, **options)
+
+
+def _demo() -> DemoSpec:
+    """`vlzoo demo flava`: pretraining then VQA fine-tuning of a small FLAVA on shapes (see `demo_flava`)."""
+    from . import demo_flava
+
+    return DemoSpec(
+        description="a small FLAVA: pretraining then VQA on shapes, zero-shot and VQA accuracy against chance and the "
+        "question-type prior",
+        task=("pretraining", "vqa"),
+        models={"flava": demo_flava.demo_config},
+        processor=demo_flava.demo_processor,
+        evaluate=demo_flava.demo_score,
+        summary="zero-shot accuracy: flava={details[flava][zero_shot]:.3f} chance={chance:.3f} | vqa accuracy: "
+        "flava={details[flava][vqa]:.3f} prior={prior:.3f}",
+        metric="vqa_accuracy",
+        references=demo_flava.demo_references,
+        figure=demo_flava.demo_figure,
+        figure_name="flava.png",
+        data={"num_validation": 8, "image_size": demo_flava.DEMO_IMAGE_SIZE},
+        training=lambda max_steps: {
+            "learning_rate": 1e-3,
+            "weight_decay": 0.01,
+            "warmup_steps": max_steps // 10,
+            "log_every_steps": 25,
+        },
+        max_steps=150,
+        batch_size=32,
+        num_train=2000,
+        num_test=200,
+    )
 
 
 def build_family() -> Family:
@@ -74,6 +105,12 @@ def build_family() -> Family:
         ),
         capabilities=frozenset({"dual_encoder", "fusion_encoder"}),
         converter=_flava_converter,
+        demo=_demo(),
+        # Default LoRA targets: the query and value projections of every self-attention of the three encoders
+        # (`image_model`, `text_model`, `multimodal_model`: `encoder.layers.N.self_attn.q_proj` / `.v_proj`, i.e.
+        # 2 x (image + text + multimodal layers) modules, 2 x 30 in flava-full). Nothing else matches: not the MLPs,
+        # the projections to the joint or multimodal space, the heads or the codebook. Add "classifier" (VQA) or
+        # "itm_head" to `modules_to_save` to train a head with the adapter.
         lora_target_modules=("q_proj", "v_proj"),
         default_preset="flava-full",
         presets={"flava-full": 241_356_289},
