@@ -16,17 +16,15 @@ same dtype at the start and at the end of the run).
 """
 
 import argparse
-import contextlib
 import copy
 import json
 import math
-import statistics
 import time
 from collections.abc import Callable
 
 import torch
+from speed_common import autocast, count_flops, gemm_peak, spread
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPVisionModel, RobertaModel
 
 from vlzoo.models.meter import MeterConfig, MeterModel
@@ -164,10 +162,6 @@ def make_inputs(batch: int, image_size: int, seed: int = 1) -> dict[str, torch.T
     return {"input_ids": ids, "attention_mask": mask, "pixel_values": pixels}
 
 
-def autocast(dtype: torch.dtype) -> contextlib.AbstractContextManager:
-    return contextlib.nullcontext() if dtype == torch.float32 else torch.autocast("cpu", dtype=dtype)
-
-
 def forward_fn(model: nn.Module, inputs: dict[str, torch.Tensor], dtype: torch.dtype) -> Callable[[], torch.Tensor]:
     """One full forward as a user runs it (inference mode, autocast entered per call); returns `cls_feats`."""
 
@@ -177,30 +171,6 @@ def forward_fn(model: nn.Module, inputs: dict[str, torch.Tensor], dtype: torch.d
             return out if isinstance(out, torch.Tensor) else out.pooler_output
 
     return run
-
-
-def count_flops(fn: Callable[[], object]) -> int:
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    return counter.get_total_flops()
-
-
-def gemm_peak(dtype: torch.dtype, size: int = 2048, tries: int = 4) -> float:
-    """The best FLOP rate of a `size`^3 matmul in `dtype` (the machine's practical GEMM peak)."""
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-    a @ b
-    best = 0.0
-    for _ in range(tries):
-        start = time.perf_counter()
-        a @ b
-        best = max(best, 2 * size**3 / (time.perf_counter() - start))
-    return best
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    return {"median": statistics.median(ordered), "min": ordered[0], "max": ordered[-1]}
 
 
 def main(argv: list[str] | None = None) -> dict:
