@@ -120,7 +120,8 @@ def test_command_line_choices_come_from_the_registry(capsys):
     assert main(["demo", "--help"]) == 0
     help_text = " ".join(capsys.readouterr().out.split())
     for family in demos:
-        assert f"{family.key} ({family.name}): {family.demo.description}" in help_text
+        names = " | ".join((family.key, *family.demo.aliases))
+        assert f"{names} ({family.name}): {family.demo.description}" in help_text
     assert main(["convert", "nope"]) == 2
     assert f"families with a converter: {', '.join(converters)}" in capsys.readouterr().err
 
