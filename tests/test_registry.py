@@ -249,3 +249,11 @@ def test_heads_are_registered_with_the_pipelines_auto_classes_until_unregistered
         unregister_family("registry_test")
     with pytest.raises(ValueError, match="vlzoo_registry_test"):
         AutoModelForImageTextMatching.from_pretrained(tmp_path)
+
+
+def test_importing_vlzoo_prints_nothing():
+    """Registering every family is silent: no warning from transformers about models vlzoo does not use."""
+    run = subprocess.run(
+        [sys.executable, "-c", "import vlzoo; vlzoo.registry.families()"], capture_output=True, text=True, check=True
+    )
+    assert run.stdout == "" and run.stderr == "", run.stderr

@@ -12,9 +12,10 @@ Adding a family is its folder under `vlzoo/models/` (with `family.py` defining `
 - the common model harness in tests/common (`model_classes`, `capabilities`, `lora_target_modules`).
 """
 
+import contextlib
 import importlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -467,6 +468,19 @@ def _check_pipelines(family: Family) -> None:
             )
 
 
+@contextlib.contextmanager
+def _transformers_quiet() -> Iterator[None]:
+    """transformers' logging at error level for the duration (restored after, whatever it was)."""
+    from transformers.utils import logging as transformers_logging
+
+    level = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(level)
+
+
 def _register_with_transformers(family: Family) -> None:
     for config_class in (family.config_class, *family.sub_config_classes):
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
@@ -478,9 +492,12 @@ def _register_with_transformers(family: Family) -> None:
         if task in HEAD_AUTO_CLASSES:  # the Auto class vlzoo's pipelines load this task's models with
             register_head_model(task, family.config_class, model_class)
     if family.image_processor_class is not None:
-        AutoImageProcessor.register(
-            family.config_class, image_processor_classes={"pil": family.image_processor_class}, exist_ok=True
-        )
+        # transformers looks mappings up by config class *name*: a family config named like one of transformers'
+        # own (FlavaConfig) makes it import that model's image processors, which warn about torchvision.
+        with _transformers_quiet():
+            AutoImageProcessor.register(
+                family.config_class, image_processor_classes={"pil": family.image_processor_class}, exist_ok=True
+            )
     if family.tokenizer_class is not None:
         AutoTokenizer.register(family.config_class, tokenizer_class=family.tokenizer_class, exist_ok=True)
     if family.processor_class is not None:

@@ -52,7 +52,7 @@ def _demo() -> DemoSpec:
             "warmup_steps": max_steps // 10,
             "log_every_steps": 25,
         },
-        max_steps=200,
+        max_steps=1000,
         batch_size=32,
         num_train=2000,
         num_test=200,
