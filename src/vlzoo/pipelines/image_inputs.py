@@ -68,3 +68,11 @@ class CheckedImageFeatureExtractionPipeline(ImageFeatureExtractionPipeline):
             input_data_format=image_processor_kwargs.get("input_data_format"),
         )
         return super().preprocess(image, timeout=timeout, **image_processor_kwargs)
+
+    def postprocess(self, model_outputs: Any, pool: bool | None = None, return_tensors: bool = False) -> Any:
+        """`pool=True` gives the model's pooled image feature: `pooler_output`, or for dual encoders whose image-only
+        output has none at the top level (FLAVA, BEiT-3 retrieval) their projected `image_embeds`."""
+        if pool and "pooler_output" not in model_outputs and model_outputs.get("image_embeds") is not None:
+            outputs = model_outputs["image_embeds"]
+            return outputs if return_tensors else outputs.tolist()
+        return super().postprocess(model_outputs, pool=pool, return_tensors=return_tensors)

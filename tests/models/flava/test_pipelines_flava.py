@@ -44,8 +44,13 @@ def test_zero_shot_classification_matches_the_model(tmp_path, images):
 
 def test_feature_extraction_and_retrieval(tmp_path, images):
     folder = _save(FlavaModel, tmp_path)
-    features = pipeline("image-feature-extraction", model=str(folder))(images[0], return_tensors=True)
+    extractor = pipeline("image-feature-extraction", model=str(folder))
+    features = extractor(images[0], return_tensors=True)
     assert features.shape[-1] == tiny_config().projection_dim
+    pooled = extractor(images[0], pool=True, return_tensors=True)  # no top-level pooler_output: the image embedding
+    with torch.no_grad():
+        expected = extractor.model(**extractor.image_processor(images[0], return_tensors="pt")).image_embeds
+    torch.testing.assert_close(pooled, expected)
     # from a model instance: given a folder, the shared pipeline tries the matching head first, which a FlavaModel
     # folder would fill with a new, random ITM head
     processor = tiny_processor()
