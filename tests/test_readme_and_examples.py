@@ -7,11 +7,20 @@ from pathlib import Path
 import pytest
 import torch
 
+from vlzoo.demo import run_demo
 from vlzoo.models.ms_clip import MsClipConfig, MsClipModel, MsClipTokenizer
 from vlzoo.training.recipe import build_model_and_processor, load_run_config
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
+
+
+def _readme_demos() -> list[str]:
+    """The families whose demo folder the README's examples read (`vlzoo-demo-NAME/...`)."""
+    return sorted(set(re.findall(r"vlzoo-demo-([a-z_0-9]+)/", README)))
+
+
+README_DEMOS = _readme_demos()
 
 
 def _python_blocks() -> list[str]:
@@ -36,6 +45,13 @@ def demo_folder(tmp_path_factory):
     )  # fmt: skip
     MsClipModel(config).save_pretrained(root / "vlzoo-demo" / "ms_clip")
     demo_processor().save_pretrained(root / "vlzoo-demo" / "ms_clip")
+    # The folder the README's `vlzoo convert ... --remote-code` writes (here from the same small model).
+    from vlzoo.hub import save_with_remote_code
+
+    save_with_remote_code(MsClipModel(config), demo_processor(), root / "ms_clip-b32-yfcc")
+    # The other families' demos as `vlzoo demo FAMILY --output-dir vlzoo-demo-FAMILY` writes them, at a tiny budget.
+    for name in README_DEMOS:
+        run_demo(root / f"vlzoo-demo-{name}", family=name, max_steps=1, batch_size=4, num_train=8, num_test=6)
     return root
 
 
