@@ -21,7 +21,7 @@ def test_flava_demo_on_a_tiny_budget(tmp_path, monkeypatch):
     match = LINE.fullmatch(result.summary())
     assert match, result.summary()
     out = tmp_path / "demo"
-    assert (out / "flava" / "pretraining" / "config.json").is_file() and (
+    assert (out / "flava" / "contrastive" / "config.json").is_file() and (
         out / "flava" / "vqa" / "config.json"
     ).is_file()
     with Image.open(out / "flava.png") as figure:

@@ -22,9 +22,9 @@ def _demo() -> DemoSpec:
     from . import demo_flava
 
     return DemoSpec(
-        description="a small FLAVA: pretraining then VQA on shapes, zero-shot and VQA accuracy against chance and the "
+        description="a small FLAVA: contrastive then VQA on shapes, zero-shot and VQA accuracy against chance and the "
         "question-type prior",
-        task=("pretraining", "vqa"),
+        task=("contrastive", "vqa"),
         models={"flava": demo_flava.demo_config},
         processor=demo_flava.demo_processor,
         evaluate=demo_flava.demo_score,
@@ -36,12 +36,12 @@ def _demo() -> DemoSpec:
         figure_name="flava.png",
         data={"num_validation": 8, "image_size": demo_flava.DEMO_IMAGE_SIZE},
         training=lambda max_steps: {
-            "learning_rate": 1e-3,
+            "learning_rate": 4e-4,
             "weight_decay": 0.01,
             "warmup_steps": max_steps // 10,
             "log_every_steps": 25,
         },
-        max_steps=150,
+        max_steps=1000,
         batch_size=32,
         num_train=2000,
         num_test=200,
