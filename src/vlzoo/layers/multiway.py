@@ -49,11 +49,20 @@ class Multiway(nn.Module):
                 f"{split_position}. For vision-only input pass the sequence length (torchscale's -1)."
             )
         if split_position == length:
-            return self.vision(hidden_states)
+            return _call(self.vision, hidden_states)
         if split_position == 0:
-            return self.language(hidden_states)
+            return _call(self.language, hidden_states)
         vision, language = hidden_states.split([split_position, length - split_position], dim=self.dim)
-        return torch.cat([self.vision(vision), self.language(language)], dim=self.dim)
+        return torch.cat([_call(self.vision, vision), _call(self.language, language)], dim=self.dim)
+
+
+def _call(expert: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
+    """`expert(hidden_states)`; linear experts go through the CPU inference fast path where it applies."""
+    if type(expert) is nn.Linear:
+        from .fast_path import fast_linear  # fast_path imports attention, which imports this module
+
+        return fast_linear(expert, hidden_states)
+    return expert(hidden_states)
 
 
 def route(module: nn.Module, hidden_states: torch.Tensor, split_position: int | None) -> torch.Tensor:

@@ -6,6 +6,7 @@ from transformers.configuration_utils import PreTrainedConfig
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from .attention import MultiHeadAttention
+from .fast_path import fast_linear
 from .mlp import FeedForward
 from .multiway import Multiway, route
 
@@ -44,11 +45,11 @@ class TransformerFeedForward(FeedForward):
         )
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        hidden_states = self.activation_fn(self.fc1(hidden_states))
+        hidden_states = fast_linear(self.fc1, hidden_states, self.activation, activation_fn=self.activation_fn)
         hidden_states = nn.functional.dropout(hidden_states, p=self.activation_dropout, training=self.training)
         if self.ffn_layernorm is not None:
             hidden_states = self.ffn_layernorm(hidden_states)
-        return self.fc2(hidden_states)
+        return fast_linear(self.fc2, hidden_states)
 
 
 class TransformerLayer(GradientCheckpointingLayer):
