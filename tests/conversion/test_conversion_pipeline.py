@@ -408,3 +408,33 @@ def test_processor_is_saved_inside_the_atomic_write(workdir: Path, fail: bool):
     else:
         convert_checkpoint(ProcessorConverter(), workdir / "model.pth", workdir / "out")
         assert "processor_config.json" in _entries(workdir / "out")
+
+
+def test_tokenizer_is_refused_by_default_before_the_checkpoint_is_read(workdir: Path):
+    """A family whose tokenizer ships with vlzoo takes no --tokenizer: refused first (the checkpoint here does not
+    even exist), nothing written."""
+    (workdir / "vocab.txt").write_text("[PAD]\n")
+    with pytest.raises(ValueError, match=r"--tokenizer .*vocab\.txt: Tiny takes no tokenizer files"):
+        convert_checkpoint(TinyConverter(), workdir / "missing.pth", workdir / "out", tokenizer=workdir / "vocab.txt")
+    assert _entries(workdir) == sorted([*INPUT_FILES, "vocab.txt"])
+
+
+def test_tokenizer_reaches_the_converter_from_the_command_line(workdir: Path, capsys):
+    class TokenizerConverter(TinyConverter):
+        def __init__(self) -> None:
+            self.seen: list[tuple[str, Path | None]] = []
+
+        def check_tokenizer(self, tokenizer: Path) -> None:
+            self.seen.append(("check", tokenizer))
+
+        def build_processor(self, config: TinyConfig, tokenizer: Path | None = None) -> FileWritingProcessor:
+            self.seen.append(("build", tokenizer))
+            return FileWritingProcessor(fail=False)
+
+    converter = TokenizerConverter()
+    tokenizer = workdir / "tokenizer"
+    tokenizer.mkdir()
+    argv = ["--checkpoint", str(workdir / "model.pth"), "--output-dir", str(workdir / "out")]
+    assert run_cli(converter, [*argv, "--tokenizer", str(tokenizer)]) == 0, capsys.readouterr().err
+    assert converter.seen == [("check", tokenizer), ("build", tokenizer)]
+    assert "processor_config.json" in _entries(workdir / "out")

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import transformers
 from huggingface_hub.errors import StrictDataclassError
-from transformers import PreTrainedConfig, PreTrainedModel, ProcessorMixin
+from transformers import BaseImageProcessor, PreTrainedConfig, PreTrainedModel, ProcessorMixin
 from transformers.utils import logging
 
 from vlzoo.layers.positions import resize_position_table_2d
@@ -40,7 +40,16 @@ _MODEL_SIZE_MARGIN = 1_000_000
 _MAX_CONFIG_DEPTH = 32
 _MAX_CONFIG_VALUES = 100_000
 
+# The help of `--tokenizer`, one text for every family (`vlzoo convert FAMILY --help` and each convert.py).
+TOKENIZER_HELP = (
+    "the original tokenizer, saved with the processor so that AutoProcessor loads the folder: for BEiT-3 the "
+    "released sentencepiece file beit3.spm; for METER a folder holding roberta-base's vocab.json and merges.txt (or "
+    "a tokenizer folder AutoTokenizer loads offline). Without it BEiT-3 and METER save their image processor alone. "
+    "MS-CLIP, FLAVA, TransVG and TransVG++ ship their tokenizer with vlzoo and refuse this option"
+)
+
 __all__ = [
+    "TOKENIZER_HELP",
     "ConversionResult",
     "FamilyConverter",
     "add_common_cli_arguments",
@@ -104,8 +113,27 @@ class FamilyConverter(ABC):
     def build_model(self, config: PreTrainedConfig) -> PreTrainedModel:
         """A freshly initialised model for ``config`` (its ``__init__`` ends with ``self.post_init()``)."""
 
-    def build_processor(self, config: PreTrainedConfig) -> ProcessorMixin | None:
-        """The processor saved next to the model, or None."""
+    def check_tokenizer(self, tokenizer: Path) -> None:
+        """Refuse an unusable ``--tokenizer`` before the checkpoint is read, so a bad path costs nothing and writes
+        nothing. By default a family takes none: its tokenizer ships with vlzoo and is saved without user files.
+
+        Raises:
+            ValueError, FileNotFoundError: naming ``--tokenizer`` and what the family expects.
+        """
+        raise ValueError(
+            f"--tokenizer {printable(tokenizer)}: {self.family} takes no tokenizer files (its tokenizer ships with "
+            "vlzoo and is saved with every conversion); leave --tokenizer out"
+        )
+
+    def build_processor(
+        self, config: PreTrainedConfig, tokenizer: Path | None = None
+    ) -> ProcessorMixin | BaseImageProcessor | None:
+        """What is saved next to the model so that ``AutoProcessor`` (or at least ``AutoImageProcessor``) loads the
+        folder: the processor, an image processor alone when the tokenizer needs files the user did not give, or None.
+
+        ``tokenizer`` is the ``--tokenizer`` path, already accepted by :meth:`check_tokenizer`; it is passed only
+        when given, so overrides written before it existed (``build_processor(self, config)``) keep working.
+        """
         return None
 
     def resize_position_embeddings(
@@ -167,6 +195,7 @@ def convert_checkpoint(
     overwrite: bool = False,
     atol: float = 1e-4,
     remote_code: bool = False,
+    tokenizer: str | Path | None = None,
 ) -> ConversionResult:
     """Convert an original checkpoint into a ``save_pretrained`` folder, or fail without writing anything.
 
@@ -193,6 +222,10 @@ def convert_checkpoint(
         remote_code: also write the family's code and ``auto_map`` (:func:`vlzoo.hub.add_remote_code`), so the
             folder loads with ``trust_remote_code=True`` where vlzoo is not installed; if that fails, nothing is
             written.
+        tokenizer: the original tokenizer files, for families whose tokenizer does not ship with vlzoo (BEiT-3's
+            ``beit3.spm``, a folder with METER's roberta-base ``vocab.json`` and ``merges.txt``); checked by
+            :meth:`FamilyConverter.check_tokenizer` before anything is read, and saved with the processor. Without
+            it such a family saves its image processor alone.
 
     Raises:
         ConversionError: wrong family, leftover/missing/unexpected/misshaped keys; ``ParityError`` on parity failure.
@@ -208,8 +241,18 @@ def convert_checkpoint(
         raise ValueError(f"atol must be a non-negative number, got {atol!r}")
     _check_variant(converter, variant)
     # The inputs must lie outside the output folder: replacing it must never delete them.
-    inputs = (checkpoint, original_config if isinstance(original_config, (str, Path)) else None, verify_against)
+    if tokenizer is not None and not isinstance(tokenizer, (str, Path)):
+        raise TypeError(f"tokenizer must be a file or folder path, got {type(tokenizer).__name__}")
+    tokenizer = Path(tokenizer) if tokenizer is not None else None
+    inputs = (
+        checkpoint,
+        original_config if isinstance(original_config, (str, Path)) else None,
+        verify_against,
+        tokenizer,
+    )
     check_output_dir(output_dir, overwrite=overwrite, inputs=inputs)
+    if tokenizer is not None:
+        converter.check_tokenizer(tokenizer)
     config_dict = _read_original_config(original_config)
 
     loaded = load_checkpoint(checkpoint, strip_prefixes=tuple(converter.strip_prefixes))
@@ -256,7 +299,16 @@ def convert_checkpoint(
             )
         logger.info(f"Parity against {verify_against} passed at atol={atol:g}")
 
-    processor = converter.build_processor(config)
+    # Built before the folder is opened: a tokenizer that does not fit the model is refused with nothing written.
+    if tokenizer is None:
+        processor = converter.build_processor(config)
+    else:
+        processor = converter.build_processor(config, tokenizer=tokenizer)
+    if isinstance(processor, BaseImageProcessor):
+        logger.warning(
+            f"Saving the {converter.family} image processor alone (AutoImageProcessor loads the folder); pass "
+            "--tokenizer with the original tokenizer files so that AutoProcessor and the pipelines load it too"
+        )
     with atomic_output_dir(output_dir, overwrite=overwrite, inputs=inputs, writer="vlzoo convert") as temporary:
         # save_original_format=False: the keys written are exactly the ones checked above.
         model.save_pretrained(temporary, save_original_format=False)
@@ -523,6 +575,7 @@ def add_common_cli_arguments(
         "--original-config", type=Path, metavar="JSON", help="the original training config dumped as JSON"
     )
     parser.add_argument("--output-dir", required=True, type=Path, metavar="DIR", help="folder to create")
+    parser.add_argument("--tokenizer", type=Path, metavar="PATH", help=TOKENIZER_HELP)
     parser.add_argument(
         "--verify-against",
         type=Path,
@@ -557,6 +610,7 @@ def run_from_args(converter: FamilyConverter, args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             atol=args.atol,
             remote_code=getattr(args, "remote_code", False),
+            tokenizer=getattr(args, "tokenizer", None),
         )
     except (ValueError, TypeError, OSError, StrictDataclassError) as error:
         # Expected failures (ConversionError, hostile or damaged files, bad arguments) are reported as one message

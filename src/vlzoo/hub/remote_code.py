@@ -671,10 +671,17 @@ def add_remote_code(folder: str | Path, *, model: PreTrainedModel | None = None,
     for name, data in updates.items():
         _write_json(folder / name, data)
     if family.processor_class is not None and PROCESSOR_FILE not in updates:
-        logger.warning(
-            f"{folder} holds no {family.processor_class.__name__} files; AutoProcessor will not load it. Save the "
-            "processor into the folder first (save_with_remote_code does both)."
-        )
+        if IMAGE_PROCESSOR_FILE in updates:
+            # an image processor saved alone (a conversion without the tokenizer files): loadable as what it is
+            logger.warning(
+                f"{folder} holds an image processor but no {family.processor_class.__name__} files: "
+                "AutoImageProcessor loads it, AutoProcessor does not (the tokenizer files are missing)."
+            )
+        else:
+            logger.warning(
+                f"{folder} holds no {family.processor_class.__name__} files; AutoProcessor will not load it. Save the "
+                "processor into the folder first (save_with_remote_code does both)."
+            )
     logger.info(f"Wrote remote code for {family.name} into {folder}: {', '.join(sorted(written.values()))}")
     return RemoteCode(folder=folder, family=family.key, modules=written, auto_maps=auto_maps, pipelines=pipelines)
 

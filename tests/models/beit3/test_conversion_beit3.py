@@ -1,15 +1,19 @@
 """Every fixture case of ../shared/fixtures/beit3 converts through the user's converter and reproduces the original
 outputs (max |diff| <= 1e-4); the architecture is inferred, heads are recognised, bad files are refused."""
 
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoImageProcessor, AutoProcessor
 
+from vlzoo.cli import main
 from vlzoo.conversion import ConversionError, convert_checkpoint, run_cli
 from vlzoo.models.beit3.configuration_beit3 import Beit3Config
 from vlzoo.models.beit3.conversion_beit3 import Beit3Converter, detect_head, infer_config
+from vlzoo.models.beit3.image_processing_beit3 import Beit3ImageProcessor
 from vlzoo.models.beit3.modeling_beit3 import (
     Beit3ForCaptioning,
     Beit3ForImageClassification,
@@ -18,7 +22,10 @@ from vlzoo.models.beit3.modeling_beit3 import (
     Beit3ForVisualReasoning,
     Beit3Model,
 )
+from vlzoo.models.beit3.processing_beit3 import Beit3Processor
+from vlzoo.models.beit3.tokenization_beit3 import Beit3Tokenizer, write_sentencepiece_model
 
+REPO = Path(__file__).resolve().parents[3]
 CASES = {
     "backbone": ("beit3-backbone-tiny", "beit3_tiny_patch16_48.pth", Beit3Model),
     "retrieval": ("beit3-retrieval-tiny", "beit3_tiny_patch16_48_coco_retrieval.pth", Beit3ForImageTextRetrieval),
@@ -159,3 +166,105 @@ def test_wrong_family_and_bad_files_are_refused(fixtures_dir: Path, tmp_path: Pa
     with pytest.raises(ConversionError, match="head count"):
         convert_checkpoint(Beit3Converter(), checkpoint, tmp_path / "out2")  # width 32: heads not inferable
     assert not (tmp_path / "out2").exists()
+
+
+# -- the processor saved with the conversion (--tokenizer) ----------------------------------------------------------
+
+
+def _tiny_spm(fixtures_dir: Path) -> Path:
+    return fixtures_dir / "beit3" / "tokenizer" / "tiny.spm"
+
+
+@pytest.mark.parametrize("name", ["vqa", "in1k"])
+def test_conversion_without_tokenizer_saves_the_image_processor(name: str, fixtures_dir: Path, tmp_path: Path):
+    """No --tokenizer: the image processor alone, at the checkpoint's 48 px, in the setting of its head (ImageNet
+    for in1k, vision-language otherwise); with --remote-code it maps AutoImageProcessor too."""
+    checkpoint, original_config, _ = _case(fixtures_dir, name)
+    out = tmp_path / "out"
+    convert_checkpoint(Beit3Converter(), checkpoint, out, original_config=original_config, remote_code=True)
+    files = {path.name for path in out.iterdir()}
+    assert "preprocessor_config.json" in files
+    assert not {"processor_config.json", "tokenizer_config.json", "beit3.spm"} & files
+    images = AutoImageProcessor.from_pretrained(out)
+    assert type(images) is Beit3ImageProcessor
+    saved = json.loads((out / "preprocessor_config.json").read_text())
+    assert saved["auto_map"]["AutoImageProcessor"] == "image_processing_beit3.Beit3ImageProcessor"
+    if name == "in1k":
+        expected = Beit3ImageProcessor.for_imagenet(48)
+        assert images.size.shortest_edge == 48 and images.crop_size.height == images.crop_size.width == 48
+        assert images.do_center_crop
+    else:
+        expected = Beit3ImageProcessor.for_vision_language(48)
+        assert images.size.height == images.size.width == 48 and not images.do_center_crop
+    assert tuple(images.image_mean) == pytest.approx(tuple(expected.image_mean))
+    pixels = images(torch.zeros(3, 30, 70, dtype=torch.uint8), return_tensors="pt").pixel_values
+    assert pixels.shape == (1, 3, 48, 48)
+
+
+def test_tokenizer_through_the_cli_saves_the_processor(fixtures_dir: Path, tmp_path: Path, capsys):
+    """`vlzoo convert beit3 --tokenizer tiny.spm`: AutoProcessor loads a Beit3Processor whose ids are the ones of
+    the tokenizer built from the same file, and whose images are the checkpoint's size."""
+    checkpoint, original_config, _ = _case(fixtures_dir, "vqa")
+    out = tmp_path / "out"
+    spm = _tiny_spm(fixtures_dir)
+    status = main(
+        [
+            "convert", "beit3",
+            "--checkpoint", str(checkpoint),
+            "--original-config", str(original_config),
+            "--output-dir", str(out),
+            "--tokenizer", str(spm),
+        ]
+    )  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    assert (out / "beit3.spm").read_bytes() == spm.read_bytes()
+    processor = AutoProcessor.from_pretrained(out)
+    assert type(processor) is Beit3Processor
+    text = "a photo of two cats, one asleep"
+    expected = Beit3Tokenizer(spm)(text).input_ids
+    assert processor.tokenizer(text).input_ids == expected and len(expected) > 4
+    batch = processor(text=[text], images=[torch.zeros(3, 30, 70, dtype=torch.uint8)])
+    assert batch["input_ids"].tolist() == [expected]
+    assert batch["pixel_values"].shape == (1, 3, 48, 48)
+
+
+def _bad_tokenizers(tmp_path: Path, fixtures_dir: Path) -> dict[str, tuple[Path, str]]:
+    """--tokenizer paths that must be refused, with what the message must say."""
+    other = tmp_path / "other.spm"
+    write_sentencepiece_model(other, [("a", -1.0), ("b", -2.0)])  # 7 ids: not the checkpoint's 130
+    text = tmp_path / "vocab.json"
+    text.write_text('{"<s>": 0}')
+    return {
+        "missing": (tmp_path / "beit3.spm", "does not exist"),
+        "folder": (fixtures_dir / "beit3" / "tokenizer", "is not a file"),
+        "not sentencepiece": (text, "not a sentencepiece model"),
+        "other vocabulary": (other, "gives 7 ids with <mask> = 6"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder", "not sentencepiece", "other vocabulary"])
+def test_bad_tokenizer_is_refused_and_nothing_is_written(kind: str, fixtures_dir: Path, tmp_path: Path):
+    checkpoint, original_config, _ = _case(fixtures_dir, "vqa")
+    tokenizer, message = _bad_tokenizers(tmp_path, fixtures_dir)[kind]
+    with pytest.raises((ValueError, OSError), match=r"--tokenizer .*") as error:
+        convert_checkpoint(
+            Beit3Converter(), checkpoint, tmp_path / "out", original_config=original_config, tokenizer=tokenizer
+        )
+    assert message in str(error.value) and "beit3.spm" in str(error.value)
+    assert not (tmp_path / "out").exists()
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".out")]  # no temporary folder
+
+
+def test_convert_script_accepts_and_checks_tokenizer(fixtures_dir: Path, tmp_path: Path, capsys):
+    spec = importlib.util.spec_from_file_location("beit3_convert", REPO / "conversion" / "beit3" / "convert.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    checkpoint, original_config, _ = _case(fixtures_dir, "vqa")
+    argv = ["--checkpoint", str(checkpoint), "--original-config", str(original_config)]
+    folder = fixtures_dir / "beit3" / "tokenizer"
+    assert script.main([*argv, "--output-dir", str(tmp_path / "bad"), "--tokenizer", str(folder)]) == 1
+    assert capsys.readouterr().err.startswith(f"error: --tokenizer {folder} is not a file")
+    assert not (tmp_path / "bad").exists()
+    spm = _tiny_spm(fixtures_dir)
+    assert script.main([*argv, "--output-dir", str(tmp_path / "out"), "--tokenizer", str(spm)]) == 0
+    assert type(AutoProcessor.from_pretrained(tmp_path / "out")) is Beit3Processor

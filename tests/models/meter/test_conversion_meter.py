@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoConfig
+from transformers import AutoConfig, AutoImageProcessor, AutoProcessor
 
 from vlzoo.conversion import ConversionError, convert_checkpoint, load_checkpoint
 from vlzoo.models.meter import (
@@ -18,6 +18,9 @@ from vlzoo.models.meter import (
     MeterForVisualReasoning,
 )
 from vlzoo.models.meter.conversion_meter import MeterConverter
+from vlzoo.models.meter.image_processing_meter import MeterImageProcessor
+from vlzoo.models.meter.processing_meter import MeterProcessor
+from vlzoo.models.meter.tokenization_meter import byte_level_tokenizer
 
 from .original_format import save_lightning_checkpoint, to_original_state_dict
 from .tester import TESTER, text_inputs, tiny_config
@@ -171,3 +174,98 @@ def test_nlvr2_checkpoint_needs_three_token_types(tmp_path):
     with pytest.raises(ConversionError, match="3 token_type_embeddings rows"):
         convert_checkpoint(MeterConverter(), path, tmp_path / "out", original_config=ROBERTA)
     assert not (tmp_path / "out").exists()
+
+
+# -- the processor saved with the conversion (--tokenizer) ----------------------------------------------------------
+
+TOKENIZER_TEXTS = ["a red circle left of a blue square", "two green triangles above a circle"] * 4
+
+
+def _roberta_files(folder: Path, tokenizer) -> Path:
+    """`tokenizer`'s vocab.json and merges.txt in roberta-base's file format, alone in `folder`."""
+    folder.mkdir()
+    (folder / "vocab.json").write_text(json.dumps(tokenizer.get_vocab()))
+    merges = json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]
+    lines = [" ".join(pair) if isinstance(pair, list) else pair for pair in merges]
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{line}\n" for line in lines))
+    return folder
+
+
+def _checkpoint_with_vocabulary(tmp_path: Path, vocab_size: int) -> Path:
+    """A tiny pretraining checkpoint in the original layout whose RoBERTa embedding has `vocab_size` rows."""
+    torch.manual_seed(0)
+    text = {**tiny_config().text_config.to_dict(), "vocab_size": vocab_size}
+    path = tmp_path / "model.ckpt"
+    save_lightning_checkpoint(path, to_original_state_dict(MeterForPreTraining(tiny_config(text_config=text))),
+                              num_heads=4)  # fmt: skip
+    return path
+
+
+def test_conversion_without_tokenizer_saves_the_image_processor(fixtures_dir, tmp_path):
+    """No --tokenizer: the image processor alone, at the checkpoint's resolution (48 px here)."""
+    folder = fixtures_dir / "meter" / "meter-pretrain-tiny"
+    out = tmp_path / "out"
+    convert_checkpoint(MeterConverter(), folder / "meter_tiny_pretrain.ckpt", out,
+                       original_config=folder / "original_config.json")  # fmt: skip
+    files = {path.name for path in out.iterdir()}
+    assert "preprocessor_config.json" in files
+    assert not {"processor_config.json", "tokenizer_config.json", "tokenizer.json"} & files
+    images = AutoImageProcessor.from_pretrained(out)
+    assert type(images) is MeterImageProcessor
+    assert images.crop_size.height == images.crop_size.width == 48
+    assert images(torch.zeros(3, 30, 70, dtype=torch.uint8), return_tensors="pt").pixel_values.shape == (1, 3, 48, 48)
+
+
+def test_tokenizer_files_through_the_convert_script_give_the_processor(tmp_path, capsys):
+    """conversion/meter/convert.py --tokenizer FOLDER (vocab.json + merges.txt): AutoProcessor loads a MeterProcessor
+    that tokenizes as the tokenizer the files came from, truncating to the model's text positions."""
+    tokenizer = byte_level_tokenizer(TOKENIZER_TEXTS, vocab_size=300)
+    files = _roberta_files(tmp_path / "roberta", tokenizer)
+    checkpoint = _checkpoint_with_vocabulary(tmp_path, 300)
+    (tmp_path / "roberta.json").write_text(json.dumps(ROBERTA))
+    out = tmp_path / "out"
+    status = _convert_script().main(
+        [
+            "--checkpoint", str(checkpoint),
+            "--original-config", str(tmp_path / "roberta.json"),
+            "--output-dir", str(out),
+            "--tokenizer", str(files),
+        ]
+    )  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    processor = AutoProcessor.from_pretrained(out)
+    assert type(processor) is MeterProcessor
+    text = "a red circle left of two green triangles"
+    expected = tokenizer(text).input_ids
+    assert processor.tokenizer(text).input_ids == expected
+    assert len(expected) < len(text.encode()) + 2  # the merges were read, not only the bytes
+    config = AutoConfig.from_pretrained(out)
+    assert processor.tokenizer.model_max_length == config.max_text_length
+    batch = processor(text=[text], images=[torch.zeros(3, 30, 70, dtype=torch.uint8)])
+    assert batch["input_ids"].tolist() == [expected]
+    assert batch["pixel_values"].shape == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("kind", ["missing", "sentencepiece file", "folder without files", "damaged", "too many ids"])
+def test_bad_tokenizer_is_refused_and_nothing_is_written(kind, fixtures_dir, tmp_path):
+    folder = fixtures_dir / "meter" / "meter-pretrain-tiny"  # a vocabulary of 200 ids
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "vocab.json").write_text("not json")
+    (damaged / "merges.txt").write_text("#version: 0.2\n")
+    (tmp_path / "empty").mkdir()
+    tokenizer, message = {
+        "missing": (tmp_path / "roberta-base", "does not exist"),
+        "sentencepiece file": (fixtures_dir / "beit3" / "tokenizer" / "tiny.spm", "is a file"),
+        "folder without files": (tmp_path / "empty", "holds neither vocab.json and merges.txt"),
+        "damaged": (damaged, "cannot be loaded"),
+        "too many ids": (_roberta_files(tmp_path / "roberta", byte_level_tokenizer()), "does not fit the checkpoint"),
+    }[kind]
+    with pytest.raises((ValueError, OSError), match=r"--tokenizer ") as error:
+        convert_checkpoint(MeterConverter(), folder / "meter_tiny_pretrain.ckpt", tmp_path / "out",
+                           original_config=folder / "original_config.json", tokenizer=tokenizer)  # fmt: skip
+    assert message in str(error.value)
+    if kind != "too many ids":
+        assert "vocab.json and merges.txt" in str(error.value)  # what is expected
+    assert not (tmp_path / "out").exists()
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".out")]  # no temporary folder

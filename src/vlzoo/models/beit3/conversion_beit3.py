@@ -3,15 +3,17 @@
 import math
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import PreTrainedModel
 
 from vlzoo.conversion import ConversionError, FamilyConverter, KeyMap
-from vlzoo.conversion.escaping import printable_repr
+from vlzoo.conversion.escaping import printable, printable_repr
 
 from .configuration_beit3 import POSITION_OFFSET, PRESETS, Beit3Config
+from .image_processing_beit3 import Beit3ImageProcessor
 from .modeling_beit3 import (
     Beit3ForCaptioning,
     Beit3ForImageClassification,
@@ -20,6 +22,8 @@ from .modeling_beit3 import (
     Beit3ForVisualReasoning,
     Beit3Model,
 )
+from .processing_beit3 import Beit3Processor
+from .tokenization_beit3 import Beit3Tokenizer
 
 # head name -> model class; the head is recognised from the keys (beit3.md §3.3)
 HEAD_CLASSES: dict[str, type[PreTrainedModel]] = {
@@ -42,10 +46,32 @@ _TASK_HEADS = {
 }
 _MAX_SIZE = 1 << 20
 _MAX_LAYERS = 256
+# sentencepiece models take a few MB (XLM-R's 250,000 pieces about 5 MB); a larger --tokenizer is not one
+_MAX_SENTENCEPIECE_BYTES = 64 << 20
 
 
 class Beit3ConversionError(ConversionError):
     """The checkpoint cannot be read as BEiT-3 (or its architecture cannot be determined)."""
+
+
+def load_sentencepiece_tokenizer(path: Path) -> Beit3Tokenizer:
+    """The ``Beit3Tokenizer`` of the ``--tokenizer`` file; a missing path, a folder or a file that is not an XLM-R
+    style sentencepiece model is refused with what was expected."""
+    expected = "the sentencepiece model the checkpoint was trained with (the released beit3.spm file)"
+    if not path.exists():
+        raise FileNotFoundError(f"--tokenizer {printable(path)} does not exist; BEiT-3 expects {expected}")
+    if not path.is_file():
+        raise Beit3ConversionError(f"--tokenizer {printable(path)} is not a file; BEiT-3 expects {expected}")
+    size = path.stat().st_size
+    if size > _MAX_SENTENCEPIECE_BYTES:  # read whole: a checkpoint passed by mistake would fill memory first
+        raise Beit3ConversionError(
+            f"--tokenizer {printable(path)} has {size:,} bytes, too many for a sentencepiece model; BEiT-3 expects "
+            f"{expected}"
+        )
+    try:
+        return Beit3Tokenizer(path)
+    except (ValueError, OSError) as error:
+        raise Beit3ConversionError(f"--tokenizer {printable(path)}: BEiT-3 expects {expected}: {error}") from None
 
 
 def detect_head(state_dict: Mapping[str, torch.Tensor]) -> str:
@@ -308,8 +334,29 @@ class Beit3Converter(FamilyConverter):
     def build_model(self, config: Beit3Config) -> PreTrainedModel:
         return HEAD_CLASSES[self.head](config)
 
-    def build_processor(self, config: Beit3Config):
-        return None
+    def check_tokenizer(self, tokenizer: Path) -> None:
+        """``--tokenizer`` must be the sentencepiece file the model was trained with (``beit3.spm``)."""
+        load_sentencepiece_tokenizer(tokenizer)
+
+    def build_processor(
+        self, config: Beit3Config, tokenizer: Path | None = None
+    ) -> Beit3Processor | Beit3ImageProcessor:
+        """The original evaluation transform at the checkpoint's resolution (the ImageNet one for the in1k head, the
+        vision-language one otherwise), with the tokenizer of ``tokenizer`` (the ``.spm`` file) when given; without
+        it the image processor alone, since ``Beit3Tokenizer`` cannot be built without the released file."""
+        imagenet = self.head == "imagenet"
+        size = config.image_size
+        images = Beit3ImageProcessor.for_imagenet(size) if imagenet else Beit3ImageProcessor.for_vision_language(size)
+        if tokenizer is None:
+            return images
+        text = load_sentencepiece_tokenizer(tokenizer)
+        if text.mask_token_id != config.mask_token_id or text.vocab_size > config.vocab_size:
+            raise Beit3ConversionError(
+                f"--tokenizer {printable(tokenizer)} gives {text.vocab_size} ids with <mask> = {text.mask_token_id}, "
+                f"but the checkpoint has a vocabulary of {config.vocab_size} with <mask> = {config.mask_token_id}: "
+                "pass the sentencepiece file the model was trained with (beit3.spm for the released models)"
+            )
+        return Beit3Processor(image_processor=images, tokenizer=text)
 
     def align_expected(self, name, expected, inputs):
         """Outputs of the resized model are compared only when the conversion targets its resolution, and the
@@ -427,4 +474,12 @@ PARITY_RUNNERS = {
     "imagenet": _imagenet_outputs,
 }
 
-__all__ = ["HEAD_CLASSES", "Beit3ConversionError", "Beit3Converter", "detect_head", "infer_config", "key_map_for"]
+__all__ = [
+    "HEAD_CLASSES",
+    "Beit3ConversionError",
+    "Beit3Converter",
+    "detect_head",
+    "infer_config",
+    "key_map_for",
+    "load_sentencepiece_tokenizer",
+]

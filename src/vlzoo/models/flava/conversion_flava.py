@@ -13,10 +13,11 @@ codebook blocks only -> `FlavaImageCodebook`, otherwise `FlavaModel`.
 import contextlib
 import re
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, ProcessorMixin
 
 from vlzoo.conversion import ConversionError, FamilyConverter, KeyMap, Transform
 
@@ -622,7 +623,10 @@ class FlavaConverter(FamilyConverter):
         }[kind]
         return model_class(config)
 
-    def build_processor(self, config: FlavaConfig):
+    def build_processor(self, config: FlavaConfig, tokenizer: Path | None = None) -> ProcessorMixin | None:
+        """The BERT tokenizer ships with vlzoo: a ``tokenizer`` path is refused (see ``check_tokenizer``)."""
+        if tokenizer is not None:
+            self.check_tokenizer(tokenizer)
         if self._layout and self._layout[1] == "codebook":
             return None
         from .processing_flava import VlzooFlavaProcessor

@@ -3,15 +3,17 @@
 import math
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import PreTrainedModel
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, RobertaTokenizer
 
 from vlzoo.conversion import ConversionError, FamilyConverter, KeyMap, Transform, split_qkv
-from vlzoo.conversion.escaping import printable_repr
+from vlzoo.conversion.escaping import printable, printable_repr
 
 from .configuration_meter import NLVR2_LABELS, PRESETS, SNLI_LABELS, MeterConfig
+from .image_processing_meter import MeterImageProcessor
 from .modeling_meter import (
     MeterForImageTextRetrieval,
     MeterForPreTraining,
@@ -19,6 +21,7 @@ from .modeling_meter import (
     MeterForVisualEntailment,
     MeterForVisualReasoning,
 )
+from .processing_meter import MeterProcessor
 
 __all__ = [
     "HEADS",
@@ -28,6 +31,7 @@ __all__ = [
     "head_class",
     "infer_config",
     "key_map",
+    "load_roberta_tokenizer",
     "parity_outputs",
 ]
 
@@ -60,6 +64,47 @@ _PRESET_HEADS = {
 
 class MeterConversionError(ConversionError):
     """The checkpoint cannot be read as METER (or its architecture cannot be determined)."""
+
+
+_TOKENIZER_EXPECTED = (
+    "a folder holding roberta-base's vocab.json and merges.txt (or a RoBERTa tokenizer folder that AutoTokenizer "
+    "loads offline)"
+)
+
+
+def load_roberta_tokenizer(path: Path) -> PreTrainedTokenizerBase:
+    """The RoBERTa byte-level BPE tokenizer of the ``--tokenizer`` folder, read offline.
+
+    ``vocab.json`` with ``merges.txt`` (roberta-base's files, with the folder's tokenizer_config.json if any) are
+    read as a ``RobertaTokenizer``; otherwise a folder with tokenizer.json or tokenizer_config.json goes through
+    ``AutoTokenizer``. A missing path, a file (such as a ``.spm``) or a folder with neither is refused, naming what
+    is expected.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"--tokenizer {printable(path)} does not exist; METER expects {_TOKENIZER_EXPECTED}")
+    if not path.is_dir():
+        raise MeterConversionError(f"--tokenizer {printable(path)} is a file; METER expects {_TOKENIZER_EXPECTED}")
+    bpe_files = (path / "vocab.json").is_file() and (path / "merges.txt").is_file()
+    tokenizer_files = (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file()
+    if not bpe_files and not tokenizer_files:
+        raise MeterConversionError(
+            f"--tokenizer {printable(path)} holds neither vocab.json and merges.txt nor tokenizer.json / "
+            f"tokenizer_config.json; METER expects {_TOKENIZER_EXPECTED}"
+        )
+    loader = RobertaTokenizer if bpe_files else AutoTokenizer
+    try:
+        tokenizer = loader.from_pretrained(path, local_files_only=True)
+    except Exception as error:  # the tokenizer libraries raise many types on damaged files; all mean "unusable"
+        raise MeterConversionError(
+            f"--tokenizer {printable(path)} cannot be loaded ({printable(type(error).__name__)}: "
+            f"{printable(' '.join(str(error).split()), limit=300)}); METER expects {_TOKENIZER_EXPECTED}"
+        ) from None
+    if not isinstance(tokenizer, PreTrainedTokenizerBase):
+        raise MeterConversionError(
+            f"--tokenizer {printable(path)} loads as {type(tokenizer).__name__}, not a tokenizer; METER expects "
+            f"{_TOKENIZER_EXPECTED}"
+        )
+    return tokenizer
 
 
 def _shape(state_dict: Mapping[str, torch.Tensor], key: str, ndim: int) -> tuple[int, ...]:
@@ -558,6 +603,24 @@ class MeterConverter(FamilyConverter):
 
     def build_model(self, config: MeterConfig) -> PreTrainedModel:
         return head_class(config)(config)
+
+    def check_tokenizer(self, tokenizer: Path) -> None:
+        """``--tokenizer`` must be roberta-base's files (or a RoBERTa tokenizer folder)."""
+        load_roberta_tokenizer(tokenizer)
+
+    def build_processor(
+        self, config: MeterConfig, tokenizer: Path | None = None
+    ) -> MeterProcessor | MeterImageProcessor:
+        """The processor with the ``--tokenizer`` RoBERTa tokenizer, or without it the image processor alone at the
+        checkpoint's resolution: the released models use roberta-base's files, which vlzoo does not ship."""
+        if tokenizer is None:
+            return MeterProcessor.image_processor_for(config)
+        try:
+            return MeterProcessor.from_model_config(config, tokenizer=load_roberta_tokenizer(tokenizer))
+        except ValueError as error:
+            raise MeterConversionError(
+                f"--tokenizer {printable(tokenizer)} does not fit the checkpoint: {error}"
+            ) from None
 
     def parity_outputs(self, model: PreTrainedModel, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return parity_outputs(model, inputs)

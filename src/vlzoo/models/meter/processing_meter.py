@@ -62,14 +62,19 @@ class MeterProcessor(ProcessorMixin):
             if expected is not None and expected != actual:
                 raise ValueError(f"text_config.{name} is {expected}, but the tokenizer's is {actual}")
         tokenizer.model_max_length = config.max_text_length
+        return cls(image_processor=cls.image_processor_for(config), tokenizer=tokenizer)
+
+    @staticmethod
+    def image_processor_for(config: MeterConfig) -> MeterImageProcessor:
+        """The original transform at the model's resolution; needs no tokenizer files, so a converted folder gets it
+        even when the roberta-base files are not at hand."""
         size = config.vision_config.image_size
         # the Swin variant's transform is the original `imagenet_transform`: the same resize and crop, ImageNet
         # mean/std, RGB input
         statistics = (
             {"image_mean": IMAGENET_DEFAULT_MEAN, "image_std": IMAGENET_DEFAULT_STD} if config.uses_swin else {}
         )
-        image_processor = MeterImageProcessor(size=size, crop_size=size, **statistics)
-        return cls(image_processor=image_processor, tokenizer=tokenizer)
+        return MeterImageProcessor(size=size, crop_size=size, **statistics)
 
     def validate_inputs(self, images=None, text=None, videos=None, audio=None, **kwargs: Any) -> None:
         for name, value in (("videos", videos), ("audio", audio)):

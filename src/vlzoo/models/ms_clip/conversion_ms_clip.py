@@ -3,6 +3,7 @@
 import math
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -503,7 +504,10 @@ class MsClipConverter(FamilyConverter):
     def build_model(self, config: MsClipConfig) -> PreTrainedModel:
         return MsClipModel(config)
 
-    def build_processor(self, config: MsClipConfig) -> MsClipProcessor:
+    def build_processor(self, config: MsClipConfig, tokenizer: Path | None = None) -> MsClipProcessor:
+        """The CLIP BPE tokenizer ships with vlzoo: a ``tokenizer`` path is refused (see ``check_tokenizer``)."""
+        if tokenizer is not None:
+            self.check_tokenizer(tokenizer)
         return MsClipProcessor.from_model_config(config)
 
     def parity_outputs(self, model: PreTrainedModel, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

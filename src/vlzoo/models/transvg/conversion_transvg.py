@@ -2,6 +2,7 @@
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -388,7 +389,10 @@ class TransvgConverter(FamilyConverter):
     def build_model(self, config: TransvgConfig) -> PreTrainedModel:
         return TransvgForVisualGrounding(config)
 
-    def build_processor(self, config) -> TransvgProcessor:
+    def build_processor(self, config: TransvgConfig, tokenizer: Path | None = None) -> TransvgProcessor:
+        """The uncased BERT vocabulary ships with vlzoo: a ``tokenizer`` path is refused (see ``check_tokenizer``)."""
+        if tokenizer is not None:
+            self.check_tokenizer(tokenizer)
         return TransvgProcessor.from_model_config(config)
 
     def parity_outputs(self, model: PreTrainedModel, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -3,6 +3,7 @@
 import re
 from collections.abc import Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -246,7 +247,10 @@ class TransvgPlusPlusConverter(FamilyConverter):
     def build_model(self, config: TransvgPlusPlusConfig) -> PreTrainedModel:
         return TransvgPlusPlusForVisualGrounding(config)
 
-    def build_processor(self, config) -> TransvgProcessor:
+    def build_processor(self, config: TransvgPlusPlusConfig, tokenizer: Path | None = None) -> TransvgProcessor:
+        """The uncased BERT vocabulary ships with vlzoo: a ``tokenizer`` path is refused (see ``check_tokenizer``)."""
+        if tokenizer is not None:
+            self.check_tokenizer(tokenizer)
         return TransvgProcessor.from_model_config(config)
 
     def parity_outputs(self, model: PreTrainedModel, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
