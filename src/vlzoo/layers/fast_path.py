@@ -22,6 +22,7 @@ the fp32 size of the linear weights in memory; `set_fast_path(True, cache_weight
 `VLZOO_FAST_PATH_WEIGHT_CACHE=0` turns it off, `clear_weight_cache(model)` frees it.
 """
 
+import math
 import os
 import weakref
 from collections.abc import Callable
@@ -282,15 +283,21 @@ class FusedQKVAttention(MultiHeadAttention):
             )
             return (output if residual is None else residual + output), weights
         batch, length, _ = hidden_states.shape
-        weight, bias = self._fused_weights(projections, dtype)
+        implementation = self.config._attn_implementation if self.config is not None else self.attn_implementation
+        two_matmuls = (implementation or "eager") == "sdpa" and dtype == torch.bfloat16 and not _has_amx()
+        # In the two-matmul kernel the scale goes into the cached query weights when that is exact (a power of two,
+        # e.g. 1/8 for head_dim 64: scaling commutes with rounding to bf16), sparing a pass over the queries.
+        folded = two_matmuls and math.frexp(self.scaling)[0] == 0.5
+        weight, bias = self._fused_weights(projections, dtype, query_scale=self.scaling if folded else None)
         x = hidden_states.to(dtype) if hidden_states.dtype != dtype else hidden_states
         fused = torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
         query, key, value = fused.view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         mask = self._additive_mask(attention_mask, query, key)
-        implementation = self.config._attn_implementation if self.config is not None else self.attn_implementation
-        if (implementation or "eager") == "sdpa" and dtype == torch.bfloat16 and not _has_amx():
-            # the scale on the (smaller) queries; exact for power-of-two scales (head_dim 64: 1/8)
-            scores = torch.matmul(query * self.scaling, key.transpose(-1, -2))
+        if mask is not None and not bool(mask.any()):
+            mask = None  # every key kept (unpadded texts): adding zeros to every score is a wasted pass
+        if two_matmuls:
+            # keys made contiguous first: the matmul then reads their transpose without a transposing copy
+            scores = torch.matmul(query if folded else query * self.scaling, key.contiguous().transpose(-1, -2))
             if mask is not None:
                 scores = scores + mask
             output = torch.matmul(torch.softmax(scores, dim=-1), value)
@@ -302,13 +309,18 @@ class FusedQKVAttention(MultiHeadAttention):
         return fast_linear(self.out_proj, output, residual=residual), None
 
     def _fused_weights(
-        self, projections: tuple[nn.Linear, ...], dtype: torch.dtype
+        self, projections: tuple[nn.Linear, ...], dtype: torch.dtype, query_scale: float | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The q/k/v weights (and biases) concatenated in `dtype`; cached when `dtype` is a cast (bf16)."""
+        """The q/k/v weights (and biases) concatenated in `dtype`, the query rows times `query_scale` when given;
+        cached when `dtype` is a cast (bf16)."""
+
+        def scaled(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+            return tensors if query_scale is None else [tensors[0] * query_scale, *tensors[1:]]
 
         def build() -> tuple[torch.Tensor, torch.Tensor | None]:
-            weight = torch.cat([p.weight.to(dtype) for p in projections])
-            bias = torch.cat([p.bias.to(dtype) for p in projections]) if projections[0].bias is not None else None
+            weight = torch.cat(scaled([p.weight.to(dtype) for p in projections]))
+            has_bias = projections[0].bias is not None
+            bias = torch.cat(scaled([p.bias.to(dtype) for p in projections])) if has_bias else None
             return weight, bias
 
         if dtype == projections[0].weight.dtype:
@@ -321,7 +333,7 @@ class FusedQKVAttention(MultiHeadAttention):
             weight, bias = build()
             return _pack(weight), bias
 
-        return _cached(self, ("qkv", dtype), sources, build_packed)
+        return _cached(self, ("qkv", dtype, query_scale), sources, build_packed)
 
     def _with_kernel(self, query, key, value, mask, implementation, batch, length, residual, kwargs):
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
