@@ -13,13 +13,29 @@ model:
     vision_config: {image_size: 64, patch_size: 8, stem_strides: [2, 2, 1, 1]}
   pretrained: null           # or a save_pretrained folder to fine-tune
 data:
-  dataset: shapes            # shapes | captions
-  num_train: 2000            # shapes: scenes generated; captions: at most this many images, in file order
-  num_validation: 200        # shapes: scenes generated; captions: images held out from the end of the file for
-                             # evaluation (or at most this many of eval_annotations)
-  image_size: 64             # shapes: side of the scenes; captions: images resized to this shorter side as read
-  annotations: null          # captions: a JSONL/CSV/COCO/Karpathy file (vlzoo.data.read_caption_dataset) ...
-  image_dir: null            # ... and its image folder
+  dataset: shapes            # shapes | captions | refcoco (trains model.task=grounding) | vqa (model.task=vqa)
+  num_train: 2000            # shapes: scenes generated; the others: at most this many training images, in file order
+  num_validation: 200        # shapes: scenes generated; captions, vqa: images held out from the end of the training
+                             # file for evaluation (or at most this many of the eval file's); refcoco: at most this
+                             # many images of eval_split
+  image_size: 64             # shapes: side of the scenes; the others: images resized to this shorter side as read
+                             # (refcoco boxes scaled with them)
+  image_dir: null            # captions, refcoco, vqa: the folder the files below name images in
+  split: train               # captions: the Karpathy split; refcoco: the refs' split; vqa: default null, the
+                             # questions file's data_subtype (fills image_name_template's {split})
+  eval_split: validation     # as split, for evaluation; refcoco: default val, null for no evaluation
+  # captions (vlzoo.data.read_caption_dataset):
+  annotations: null          # a JSONL/CSV/COCO/Karpathy caption file; vqa: the VQAv2 annotations (answers) JSON
+  eval_annotations: null     # a caption file evaluated instead of held-out images; vqa: the answers of
+                             # eval_questions
+  # refcoco (vlzoo.data.read_refcoco):
+  refs: null                 # refs JSON, or the original refs(unc).p pickle (read without running its code)
+  instances: null            # COCO instances JSON: image file names and boxes
+  integer_boxes: false       # truncate x, y, w, h to ints first, as TransVG's data loader does
+  # vqa (vlzoo.data.read_vqa; human answers outside the training vocabulary get no target, see with_data_defaults):
+  questions: null            # VQAv2 questions JSON
+  image_name_template: COCO_{split}_{image_id:012d}.jpg  # e.g. "{split}/COCO_{split}_{image_id:012d}.jpg"
+  eval_questions: null       # with eval_annotations: evaluated instead of held-out images
 training:                    # TrainingArguments fields
   output_dir: runs/ms_clip   # absent or empty, unless training.resume_from continues the run in it
   max_steps: 500
@@ -44,6 +60,13 @@ SHAPES_KEYS = ("dataset", "num_train", "num_validation", "num_test", "image_size
                "cache_dir")  # fmt: skip
 CAPTION_KEYS = ("dataset", "annotations", "image_dir", "split", "eval_annotations", "eval_split", "num_train",
                 "num_validation", "image_size")  # fmt: skip
+REFCOCO_KEYS = ("dataset", "refs", "instances", "image_dir", "split", "eval_split", "integer_boxes", "num_train",
+                "num_validation", "image_size")  # fmt: skip
+VQA_KEYS = ("dataset", "questions", "annotations", "image_dir", "image_name_template", "split", "eval_questions",
+            "eval_annotations", "eval_split", "num_train", "num_validation", "image_size")  # fmt: skip
+DATASET_KEYS = {"shapes": SHAPES_KEYS, "captions": CAPTION_KEYS, "refcoco": REFCOCO_KEYS, "vqa": VQA_KEYS}
+# Read datasets whose rows fit one task only: refcoco has referring expressions and boxes, vqa questions and answers.
+DATASET_TASKS = {"refcoco": "grounding", "vqa": "vqa"}
 # Deeper than any real config (model.config.vision_config.key is 4); stops pathological files early.
 MAX_DEPTH = 12
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
@@ -109,10 +132,9 @@ def load_run_config(path: str | Path | None, overrides: list[str] | None = None)
         raise ValueError(f"model.objective must be a mapping of objective options, got {objective!r}")
     data = config["data"]
     data.setdefault("dataset", "shapes")
-    allowed = {"shapes": SHAPES_KEYS, "captions": CAPTION_KEYS}
-    if not isinstance(data["dataset"], str) or data["dataset"] not in allowed:
-        raise ValueError(f"data.dataset must be 'shapes' or 'captions', got {data['dataset']!r}")
-    _check_keys("data", data, allowed[data["dataset"]])
+    if not isinstance(data["dataset"], str) or data["dataset"] not in DATASET_KEYS:
+        raise ValueError(f"data.dataset must be 'shapes', 'captions', 'refcoco' or 'vqa', got {data['dataset']!r}")
+    _check_keys("data", data, DATASET_KEYS[data["dataset"]])
     config["training"].setdefault("output_dir", "vlzoo-train")
     return config
 
@@ -209,6 +231,25 @@ def build_model_and_processor(model_section: dict[str, Any]):
     return model_class(config), processor, family
 
 
+def with_data_defaults(model_section: dict[str, Any], family: Any, data_section: dict[str, Any]) -> dict[str, Any]:
+    """`model_section` with the objective options the data needs: VQAv2-style files (`data.dataset: vqa`) train
+    with `unknown_answers: ignore`.
+
+    Each VQAv2 question has ten human answers, and the rare ones are in no vocabulary of majority answers, so the
+    VQA objective's default (stop at an answer outside the vocabulary) would stop every run; ViLT and METER likewise
+    give such answers no target. A `model.objective.unknown_answers` in the config is kept.
+    """
+    from .objectives import VqaObjective
+
+    options = dict(model_section.get("objective") or {})
+    if data_section.get("dataset") != "vqa" or "unknown_answers" in options:
+        return model_section
+    factory = family.objective_factory(model_task(model_section, family))
+    if not (isinstance(factory, type) and issubclass(factory, VqaObjective)):
+        return model_section
+    return {**model_section, "objective": {**options, "unknown_answers": "ignore"}}
+
+
 def with_labels_from_data(model_section: dict[str, Any], family: Any, train_rows: Any) -> dict[str, Any]:
     """`model_section` with the label vocabulary of the training rows, for tasks whose head size comes from the data.
 
@@ -290,49 +331,164 @@ def _optional_count(data: dict[str, Any], key: str) -> int | None:
 
 
 def build_datasets(data_section: dict[str, Any], task: str = "contrastive"):
-    """(train, eval or None): the rows `task`'s objective reads (`vlzoo.data.task_dataset`) of the shapes data or of
-    a caption file with its image folder.
+    """(train, eval or None): the rows `task`'s objective reads (`vlzoo.data.task_dataset`) of the shapes data, of a
+    caption file, of RefCOCO-style refs or of VQAv2-style questions, with their image folder.
 
-    For captions, `num_train` keeps at most that many training images (file order), `num_validation` holds out
-    that many images from the end of `annotations` for evaluation (or keeps at most that many of
-    `eval_annotations`), and `image_size` resizes every image to that shorter side as it is read.
+    For the files, `num_train` keeps at most that many training images (file order) and `image_size` resizes every
+    image (and grounding box) to that shorter side as it is read. `num_validation` keeps at most that many images of
+    the evaluation file or split; without one (captions, vqa), it holds out that many images from the end of the
+    training file. refcoco and vqa fit one task each (`DATASET_TASKS`): other tasks would get no rows.
     """
     values = {k: v for k, v in data_section.items() if k != "dataset"}
-    if data_section["dataset"] == "shapes":
+    dataset = data_section["dataset"]
+    if dataset == "shapes":
         from ..data import load_shapes
 
         splits = load_shapes(**values)
         return task_rows(splits["train"], task), task_rows(splits["validation"], task)
+    expected = DATASET_TASKS.get(dataset)
+    if expected is not None and task != expected:
+        raise ValueError(
+            f"data.dataset={dataset} trains model.task={expected} (its rows have no data for other tasks), "
+            f"got model.task={task!r}"
+        )
+    counts = {key: _optional_count(values, key) for key in ("num_train", "num_validation", "image_size")}
+    readers = {"captions": _read_captions, "refcoco": _read_refcoco, "vqa": _read_vqa}
+    train_set, eval_set = readers[dataset](values, counts["num_validation"])
+    if counts["num_train"] is not None:
+        train_set = _first(train_set, counts["num_train"])
+    train_set, eval_set = task_rows(train_set, task), task_rows(eval_set, task)
+    if len(train_set) == 0:
+        raise ValueError(f"data.dataset={dataset}: the training images have no rows for model.task={task!r}")
+    if counts["image_size"] is not None:
+        train_set = train_set.with_transform(_ShorterSide(counts["image_size"]))
+        eval_set = eval_set.with_transform(_ShorterSide(counts["image_size"])) if eval_set is not None else None
+    return train_set, eval_set
+
+
+def _first(dataset: Any, count: int) -> Any:
+    return dataset.select(range(min(count, len(dataset))))
+
+
+def _hold_out(train_set: Any, num_validation: int | None, values: dict[str, Any], file_key: str, eval_key: str):
+    """(train, eval): the last `num_validation` images of the training file held out for evaluation, if asked."""
+    if num_validation is None:
+        return train_set, None
+    if num_validation >= len(train_set):
+        raise ValueError(
+            f"data.num_validation={num_validation} would hold out every image of {values[file_key]} "
+            f"({len(train_set)} images); lower it, or give data.{eval_key}"
+        )
+    kept = len(train_set) - num_validation
+    return train_set.select(range(kept)), train_set.select(range(kept, len(train_set)))
+
+
+def _paths(values: dict[str, Any], dataset: str, required: tuple[str, ...], optional: tuple[str, ...] = ()):
+    """The file and folder keys of `dataset`, checked to exist (so a typo names its `data.` key, not a reader's
+    argument); absent optional keys are None. `image_dir` is a folder, every other key a file."""
+    if not all(values.get(key) for key in required):
+        *first, last = [f"data.{key}" for key in required]
+        raise ValueError(f"data.dataset={dataset} needs {', '.join(first)} and {last}")
+    paths = {}
+    for key in (*required, *optional):
+        value = values.get(key)
+        if value is None:
+            paths[key] = None
+            continue
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"data.{key} must be a path, got {value!r}")
+        path = Path(value).expanduser()
+        folder = key == "image_dir"
+        if not (path.is_dir() if folder else path.is_file()):
+            raise ValueError(f"data.{key}={value!r} is not {'a directory' if folder else 'a file'}")
+        paths[key] = path
+    return paths
+
+
+def _split(values: dict[str, Any], key: str, default: str | None) -> str | None:
+    value = values.get(key, default)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"data.{key} must be a split name (a string) or null, got {value!r}")
+    return value
+
+
+def _read(where: str, reader: Any, *args: Any, **kwargs: Any) -> Any:
+    """`reader(*args, **kwargs)`, its ValueErrors prefixed with the `data.` keys it was reading."""
+    try:
+        return reader(*args, **kwargs)
+    except ValueError as error:
+        raise ValueError(f"{where}: {_one_line(error)}") from None
+
+
+def _read_captions(values: dict[str, Any], num_validation: int | None):
     from ..data import read_caption_dataset
 
     if not values.get("annotations") or not values.get("image_dir"):
         raise ValueError("data.dataset=captions needs data.annotations and data.image_dir")
-    num_train, num_validation = _optional_count(values, "num_train"), _optional_count(values, "num_validation")
-    image_size = _optional_count(values, "image_size")
     train_set = read_caption_dataset(values["annotations"], values["image_dir"], split=values.get("split", "train"))
-    eval_set = None
-    if values.get("eval_annotations"):
-        eval_set = read_caption_dataset(
-            values["eval_annotations"], values["image_dir"], split=values.get("eval_split", "validation")
-        )
+    if not values.get("eval_annotations"):
+        return _hold_out(train_set, num_validation, values, "annotations", "eval_annotations")
+    eval_set = read_caption_dataset(
+        values["eval_annotations"], values["image_dir"], split=values.get("eval_split", "validation")
+    )
+    return train_set, (eval_set if num_validation is None else _first(eval_set, num_validation))
+
+
+def _read_refcoco(values: dict[str, Any], num_validation: int | None):
+    """The refs of `split` and of `eval_split` (default "val"; null: no evaluation), one example per image."""
+    from ..data import read_refcoco
+
+    paths = _paths(values, "refcoco", ("refs", "instances", "image_dir"))
+    split, eval_split = _split(values, "split", "train"), _split(values, "eval_split", "val")
+    if split is None:
+        raise ValueError("data.split must be a split name of data.refs, got None")
+    integer_boxes = values.get("integer_boxes", False)
+    if not isinstance(integer_boxes, bool):
+        raise ValueError(f"data.integer_boxes must be true or false, got {integer_boxes!r}")
+    files = (paths["refs"], paths["instances"], paths["image_dir"])
+    train_set = _read(f"data.split={split!r}", read_refcoco, *files, split=split, integer_boxes=integer_boxes)
+    if eval_split is None:
         if num_validation is not None:
-            eval_set = eval_set.select(range(min(num_validation, len(eval_set))))
-    elif num_validation is not None:
-        if num_validation >= len(train_set):
             raise ValueError(
-                f"data.num_validation={num_validation} would hold out every image of {values['annotations']} "
-                f"({len(train_set)} images); lower it, or give data.eval_annotations"
+                f"data.num_validation={num_validation} needs data.eval_split (refcoco evaluates a split of "
+                "data.refs), which is null"
             )
-        kept = len(train_set) - num_validation
-        eval_set = train_set.select(range(kept, len(train_set)))
-        train_set = train_set.select(range(kept))
-    if num_train is not None:
-        train_set = train_set.select(range(min(num_train, len(train_set))))
-    train_set, eval_set = task_rows(train_set, task), task_rows(eval_set, task)
-    if image_size is not None:
-        train_set = train_set.with_transform(_ShorterSide(image_size))
-        eval_set = eval_set.with_transform(_ShorterSide(image_size)) if eval_set is not None else None
-    return train_set, eval_set
+        return train_set, None
+    eval_set = _read(
+        f"data.eval_split={eval_split!r} (null: no evaluation)",
+        read_refcoco,
+        *files,
+        split=eval_split,
+        integer_boxes=integer_boxes,
+    )
+    return train_set, (eval_set if num_validation is None else _first(eval_set, num_validation))
+
+
+def _read_vqa(values: dict[str, Any], num_validation: int | None):
+    """The questions with their answers, and the eval files' (or images held out from the end of `questions`)."""
+    from ..data import read_vqa
+
+    paths = _paths(values, "vqa", ("questions", "annotations", "image_dir"), ("eval_questions", "eval_annotations"))
+    if (paths["eval_questions"] is None) != (paths["eval_annotations"] is None):
+        raise ValueError(
+            "data.eval_questions and data.eval_annotations go together (evaluation scores the answers); "
+            "give both, or neither to hold out data.num_validation images"
+        )
+    template = values.get("image_name_template")
+    if template is not None and (not isinstance(template, str) or "{image_id" not in template):
+        raise ValueError(
+            f"data.image_name_template must be a file name with {{image_id}} (and optionally {{split}}), "
+            f"e.g. 'COCO_{{split}}_{{image_id:012d}}.jpg', got {template!r}"
+        )
+    options = {} if template is None else {"image_name_template": template}
+    split, eval_split = _split(values, "split", None), _split(values, "eval_split", None)
+    train_files = (paths["questions"], paths["annotations"], paths["image_dir"])
+    train_set = _read("data.questions", read_vqa, *train_files, split=split, **options)
+    if paths["eval_questions"] is None:
+        return _hold_out(train_set, num_validation, values, "questions", "eval_questions")
+    eval_files = (paths["eval_questions"], paths["eval_annotations"], paths["image_dir"])
+    eval_set = _read("data.eval_questions", read_vqa, *eval_files, split=eval_split, **options)
+    return train_set, (eval_set if num_validation is None else _first(eval_set, num_validation))
 
 
 def task_rows(dataset: Any, task: str) -> Any:
@@ -345,7 +501,11 @@ def task_rows(dataset: Any, task: str) -> Any:
 
 
 class _ShorterSide:
-    """Resize the `image` column so its shorter side is `size` (bicubic, aspect ratio kept); a picklable transform."""
+    """Resize the `image` column so its shorter side is `size` (bicubic, aspect ratio kept); a picklable transform.
+
+    A `bbox` column (grounding rows: pixel corners of the image as stored) is scaled with its image, so boxes keep
+    pointing at the same object.
+    """
 
     def __init__(self, size: int):
         self.size = size
@@ -353,11 +513,17 @@ class _ShorterSide:
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         from PIL import Image
 
-        images = []
-        for image in batch["image"]:
+        images, boxes = [], batch.get("bbox")
+        for index, image in enumerate(batch["image"]):
             scale = self.size / min(image.size)
             target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-            images.append(image if target == image.size else image.resize(target, Image.BICUBIC))
+            if target != image.size:
+                if boxes is not None:
+                    sx, sy = target[0] / image.width, target[1] / image.height
+                    x0, y0, x1, y1 = boxes[index]
+                    boxes[index] = [x0 * sx, y0 * sy, x1 * sx, y1 * sy]
+                image = image.resize(target, Image.BICUBIC)
+            images.append(image)
         batch["image"] = images
         return batch
 
@@ -373,7 +539,8 @@ def run_training(path: str | Path | None, overrides: list[str] | None = None) ->
     check_run_folder(args.output_dir, resuming=args.resume_from is not None)
     family = model_family(config["model"])
     train_set, eval_set = build_datasets(config["data"], task=model_task(config["model"], family))
-    model_section = with_labels_from_data(config["model"], family, train_set)
+    model_section = with_data_defaults(config["model"], family, config["data"])
+    model_section = with_labels_from_data(model_section, family, train_set)
     model, processor, family = build_model_and_processor(model_section)
     objective = build_objective(model_section, family, processor, model)
     if args.eval_every_steps is None:
@@ -386,6 +553,7 @@ __all__ = [
     "build_datasets",
     "build_model_and_processor",
     "build_objective",
+    "with_data_defaults",
     "with_labels_from_data",
     "load_run_config",
     "model_family",
