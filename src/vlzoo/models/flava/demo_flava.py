@@ -24,13 +24,13 @@ _EXAMPLES = 8  # test images drawn in the figure
 
 
 def demo_config() -> FlavaConfig:
-    """Three 96-wide towers (image 4 layers on 8 px patches, text 2 layers, fusion 2 layers), the full uncased
+    """Three 96-wide towers (image 3 layers on 8 px patches, text 2 layers, fusion 2 layers), the full uncased
     WordPiece vocabulary, a small frozen codebook for the masked-image targets."""
     tower = {"hidden_size": 96, "num_attention_heads": 4, "intermediate_size": 256}
     return FlavaConfig(
         image_config={
             **tower,
-            "num_hidden_layers": 4,
+            "num_hidden_layers": 3,
             "image_size": DEMO_IMAGE_SIZE,
             "patch_size": 8,
             "vocab_size": 64,
