@@ -138,6 +138,11 @@ def test_clashing_names_are_renamed_and_the_folder_loads_without_vlzoo(make_fami
         f"{package}.mlp": "mlp.py",
         "vlzoo.layers.mlp": "vlzoo_layers_mlp.py",
         "vlzoo.layers.masks": "masks.py",
+        # what the shared MLP imports in turn (its CPU inference fast path)
+        "vlzoo.layers.fast_path": "fast_path.py",
+        "vlzoo.layers.attention": "attention.py",
+        "vlzoo.layers.multiway": "multiway.py",
+        "vlzoo.layers.tracing": "tracing.py",
     }
     text = (folder / "modeling_clash.py").read_text()
     original = (tmp_path / "packages" / package / "modeling_clash.py").read_text()
