@@ -157,7 +157,7 @@ def _convert_words(words: list[str], user_folder: Path, made: dict[str, Path]) -
         return words
     stand_in = FIXTURES / STAND_INS[family]
     if not stand_in.is_file():
-        pytest.skip(f"the parity fixtures are not at {FIXTURES} (the {family} conversion runs on one)")
+        pytest.skip(reason=f"the parity fixtures are not at {FIXTURES} (the {family} conversion runs on one)")
     shutil.copyfile(stand_in, user_folder / checkpoint)
     return [*words, "--original-config", str(stand_in.parent / "original_config.json")]
 
