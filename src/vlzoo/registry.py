@@ -94,6 +94,23 @@ class DemoScore:
     details: Any = None
 
 
+def demo_schedule(
+    learning_rate: float, *, weight_decay: float = 0.01, log_every_steps: int = 25
+) -> Callable[[int], dict[str, Any]]:
+    """A `DemoSpec.training`: AdamW at `learning_rate` with a warm-up over the first tenth of the steps, the
+    schedule every built-in demo uses."""
+
+    def training(max_steps: int) -> dict[str, Any]:
+        return {
+            "learning_rate": learning_rate,
+            "weight_decay": weight_decay,
+            "warmup_steps": max_steps // 10,
+            "log_every_steps": log_every_steps,
+        }
+
+    return training
+
+
 @dataclass(frozen=True)
 class DemoSpec:
     """What `vlzoo demo FAMILY` trains and compares; the mechanism itself (`vlzoo.demo`) is the same for every family.

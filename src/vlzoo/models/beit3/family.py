@@ -4,7 +4,7 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
-from ...registry import DemoSpec, Family
+from ...registry import DemoSpec, Family, demo_schedule
 
 
 def _beit3_converter() -> Any:
@@ -58,12 +58,7 @@ def _demo() -> DemoSpec:
         figure=demo_beit3.demo_figure,
         figure_name="beit3_vqa.png",
         data={"num_validation": 8, "image_size": demo_beit3.DEMO_IMAGE_SIZE},
-        training=lambda max_steps: {
-            "learning_rate": 3e-4,
-            "weight_decay": 0.01,
-            "warmup_steps": max_steps // 10,
-            "log_every_steps": 25,
-        },
+        training=demo_schedule(3e-4),
         max_steps=1000,
         batch_size=32,
         num_train=2000,

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from ...registry import DemoSpec, Family
+from ...registry import DemoSpec, Family, demo_schedule
 
 
 def _flava_converter() -> Any:
@@ -35,12 +35,7 @@ def _demo() -> DemoSpec:
         figure=demo_flava.demo_figure,
         figure_name="flava.png",
         data={"num_validation": 8, "image_size": demo_flava.DEMO_IMAGE_SIZE},
-        training=lambda max_steps: {
-            "learning_rate": 4e-4,
-            "weight_decay": 0.01,
-            "warmup_steps": max_steps // 10,
-            "log_every_steps": 25,
-        },
+        training=demo_schedule(4e-4),
         max_steps=1000,
         batch_size=32,
         num_train=2000,

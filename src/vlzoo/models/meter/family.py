@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from ...registry import DemoSpec, Family
+from ...registry import DemoSpec, Family, demo_schedule
 
 # Default LoRA targets: the query and value projections of every attention that has them, i.e. the co-attention
 # layers' self- and cross-attentions and the CLIP tower's attention (RoBERTa names its projections `query`/`value`
@@ -46,12 +46,7 @@ def _demo() -> DemoSpec:
         figure=demo_meter.demo_figure,
         figure_name="meter.png",
         data={"num_validation": 8, "image_size": demo_meter.DEMO_IMAGE_SIZE, "max_objects": 2},
-        training=lambda max_steps: {
-            "learning_rate": 1e-3,
-            "weight_decay": 0.01,
-            "warmup_steps": max_steps // 10,
-            "log_every_steps": 25,
-        },
+        training=demo_schedule(1e-3),
         max_steps=1000,
         batch_size=32,
         num_train=2000,

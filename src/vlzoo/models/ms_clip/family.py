@@ -6,7 +6,7 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
-from ...registry import DemoScore, DemoSpec, Family
+from ...registry import DemoScore, DemoSpec, Family, demo_schedule
 
 _MS_CLIP_DEMO_SIZE = 64
 
@@ -98,12 +98,7 @@ def build_family() -> Family:
         figure=_zero_shot_figure,
         figure_name="zero_shot.png",
         data={"num_validation": 64, "image_size": _MS_CLIP_DEMO_SIZE},
-        training=lambda max_steps: {
-            "learning_rate": 1e-3,
-            "weight_decay": 0.1,
-            "warmup_steps": max_steps // 10,
-            "log_every_steps": 50,
-        },
+        training=demo_schedule(1e-3, weight_decay=0.1, log_every_steps=50),
     )
     return Family(
         key="ms_clip",
